@@ -1,0 +1,282 @@
+package fxkafka
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Defaults applied by [New] to zero fields of [Config].
+const (
+	DefaultClientID            = "fxkafka"
+	DefaultMaxProducers        = 4
+	DefaultProducerBusyAt      = 1024
+	DefaultRequiredAcks        = "all"
+	DefaultMaxMessageBytes     = 1024 * 1024
+	DefaultProvisionTimeout    = 5 * time.Second
+	DefaultProvisionBackoffMax = time.Second
+)
+
+// Config configures a [ProducerPool]. The zero value of every field except
+// Brokers means "use the default"; [ConfigFromEnv] reads it from the
+// environment and [Config.Validate] checks it. Each field names its
+// environment variable.
+type Config struct {
+	// Brokers are the seed brokers, as "host:port". Required.
+	// Env: KAFKA_BROKERS, comma-separated.
+	Brokers []string `json:"brokers" yaml:"brokers" env:"KAFKA_BROKERS"`
+
+	// ClientID is sent to the brokers with every request. Default "fxkafka".
+	// Env: KAFKA_CLIENT_ID.
+	ClientID string `json:"clientID" yaml:"clientID" env:"KAFKA_CLIENT_ID"`
+
+	// MaxProducers caps how many sarama producers the pool keeps open.
+	// 0 means DefaultMaxProducers (4); a negative value is an error.
+	// Env: KAFKA_MAX_PRODUCERS.
+	MaxProducers int `json:"maxProducers" yaml:"maxProducers" env:"KAFKA_MAX_PRODUCERS"`
+
+	// ProducerBusyAt is the number of in-flight messages at which a producer
+	// counts as busy: the pool provisions another producer (up to
+	// MaxProducers) only when every open producer carries at least this many.
+	// One sarama producer batches concurrent sends well, and extra producers
+	// split its batches, so the default is high. 0 means
+	// DefaultProducerBusyAt (1024). Env: KAFKA_PRODUCER_BUSY_AT.
+	ProducerBusyAt int `json:"producerBusyAt" yaml:"producerBusyAt" env:"KAFKA_PRODUCER_BUSY_AT"`
+
+	// Version is the Kafka protocol version to speak, such as "3.6.0".
+	// Empty means sarama's default (2.8.0). Env: KAFKA_VERSION.
+	Version string `json:"version" yaml:"version" env:"KAFKA_VERSION"`
+
+	// RequiredAcks is the acknowledgement a send waits for: "all" (every
+	// in-sync replica, the default), "leader", or "none" (no response: a nil
+	// error then means only that the message was written to the socket).
+	// Env: KAFKA_REQUIRED_ACKS.
+	RequiredAcks string `json:"requiredAcks" yaml:"requiredAcks" env:"KAFKA_REQUIRED_ACKS"`
+
+	// MaxMessageBytes is the largest message (key, value, headers and
+	// record overhead) a send accepts; a larger one is refused before it
+	// reaches a producer. Keep it at or below the topic's max.message.bytes.
+	// 0 means DefaultMaxMessageBytes (1 MiB). Env: KAFKA_MAX_MESSAGE_BYTES.
+	MaxMessageBytes int `json:"maxMessageBytes" yaml:"maxMessageBytes" env:"KAFKA_MAX_MESSAGE_BYTES"`
+
+	// ProvisionTimeout bounds one provisioning attempt (dial, API versions,
+	// metadata), whoever waits for it. 0 means DefaultProvisionTimeout (5s).
+	// Env: KAFKA_PROVISION_TIMEOUT, a Go duration such as "5s".
+	ProvisionTimeout time.Duration `json:"provisionTimeout" yaml:"provisionTimeout" env:"KAFKA_PROVISION_TIMEOUT"`
+
+	// ProvisionBackoffMax caps the pause after failed provisioning attempts,
+	// which doubles from a tenth of it with each failure and is jittered.
+	// It bounds how long the pool takes to notice that the brokers are back.
+	// 0 means DefaultProvisionBackoffMax (1s).
+	// Env: KAFKA_PROVISION_BACKOFF_MAX, a Go duration.
+	ProvisionBackoffMax time.Duration `json:"provisionBackoffMax" yaml:"provisionBackoffMax" env:"KAFKA_PROVISION_BACKOFF_MAX"`
+}
+
+// ErrInvalidConfig is matched (with [errors.Is]) by every [*ConfigError].
+var ErrInvalidConfig = errors.New("fxkafka: invalid config")
+
+// ConfigError reports a configuration value that cannot be used. It is
+// returned by [ConfigFromEnv], [Config.Validate] and [New], and matches
+// [ErrInvalidConfig].
+type ConfigError struct {
+	Field  string // the Config field, such as "MaxProducers"
+	EnvVar string // its environment variable, such as "KAFKA_MAX_PRODUCERS"
+	Err    error  // what is wrong with it
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("fxkafka: invalid config %s (%s): %v", e.Field, e.EnvVar, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Is reports whether target is [ErrInvalidConfig].
+func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
+
+// envVars maps each Config field to its environment variable; it is the one
+// place the names live, for errors and for ConfigFromEnv.
+var envVars = map[string]string{
+	"Brokers":             "KAFKA_BROKERS",
+	"ClientID":            "KAFKA_CLIENT_ID",
+	"MaxProducers":        "KAFKA_MAX_PRODUCERS",
+	"ProducerBusyAt":      "KAFKA_PRODUCER_BUSY_AT",
+	"Version":             "KAFKA_VERSION",
+	"RequiredAcks":        "KAFKA_REQUIRED_ACKS",
+	"MaxMessageBytes":     "KAFKA_MAX_MESSAGE_BYTES",
+	"ProvisionTimeout":    "KAFKA_PROVISION_TIMEOUT",
+	"ProvisionBackoffMax": "KAFKA_PROVISION_BACKOFF_MAX",
+}
+
+func configError(field string, format string, args ...any) *ConfigError {
+	return &ConfigError{Field: field, EnvVar: envVars[field], Err: fmt.Errorf(format, args...)}
+}
+
+// ConfigFromEnv reads a Config from the environment: KAFKA_BROKERS
+// (comma-separated host:port list, required), KAFKA_CLIENT_ID,
+// KAFKA_MAX_PRODUCERS, KAFKA_PRODUCER_BUSY_AT, KAFKA_VERSION,
+// KAFKA_REQUIRED_ACKS, KAFKA_MAX_MESSAGE_BYTES, KAFKA_PROVISION_TIMEOUT and
+// KAFKA_PROVISION_BACKOFF_MAX. Unset variables leave their field at the zero
+// value (the default). It returns a [*ConfigError] naming the variable when
+// one cannot be parsed or the result does not pass [Config.Validate].
+func ConfigFromEnv() (Config, error) {
+	var c Config
+	c.Brokers = splitList(os.Getenv(envVars["Brokers"]))
+	c.ClientID = strings.TrimSpace(os.Getenv(envVars["ClientID"]))
+	c.Version = strings.TrimSpace(os.Getenv(envVars["Version"]))
+	c.RequiredAcks = strings.TrimSpace(os.Getenv(envVars["RequiredAcks"]))
+	ints := []struct {
+		field string
+		dst   *int
+	}{
+		{"MaxProducers", &c.MaxProducers},
+		{"ProducerBusyAt", &c.ProducerBusyAt},
+		{"MaxMessageBytes", &c.MaxMessageBytes},
+	}
+	for _, f := range ints {
+		if err := envInt(f.field, f.dst); err != nil {
+			return Config{}, err
+		}
+	}
+	durations := []struct {
+		field string
+		dst   *time.Duration
+	}{
+		{"ProvisionTimeout", &c.ProvisionTimeout},
+		{"ProvisionBackoffMax", &c.ProvisionBackoffMax},
+	}
+	for _, f := range durations {
+		if err := envDuration(f.field, f.dst); err != nil {
+			return Config{}, err
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+func envInt(field string, dst *int) error {
+	s := strings.TrimSpace(os.Getenv(envVars[field]))
+	if s == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return configError(field, "%q is not an integer", s)
+	}
+	*dst = n
+	return nil
+}
+
+func envDuration(field string, dst *time.Duration) error {
+	s := strings.TrimSpace(os.Getenv(envVars[field]))
+	if s == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return configError(field, "%q is not a duration such as \"5s\"", s)
+	}
+	*dst = d
+	return nil
+}
+
+// Validate reports the first problem with c as a [*ConfigError], or nil.
+// Zero values are valid wherever a default exists; Brokers is required.
+func (c Config) Validate() error {
+	if len(c.Brokers) == 0 {
+		return configError("Brokers", "at least one broker is required")
+	}
+	for _, b := range c.Brokers {
+		host, port, err := net.SplitHostPort(strings.TrimSpace(b))
+		if err != nil || host == "" {
+			return configError("Brokers", "%q is not host:port", b)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+			return configError("Brokers", "%q has no valid port", b)
+		}
+	}
+	nonNegative := []struct {
+		field string
+		v     int64
+	}{
+		{"MaxProducers", int64(c.MaxProducers)},
+		{"ProducerBusyAt", int64(c.ProducerBusyAt)},
+		{"MaxMessageBytes", int64(c.MaxMessageBytes)},
+		{"ProvisionTimeout", int64(c.ProvisionTimeout)},
+		{"ProvisionBackoffMax", int64(c.ProvisionBackoffMax)},
+	}
+	for _, f := range nonNegative {
+		if f.v < 0 {
+			return configError(f.field, "must not be negative, got %d", f.v)
+		}
+	}
+	if c.Version != "" {
+		if _, err := sarama.ParseKafkaVersion(c.Version); err != nil {
+			return configError("Version", "%q is not a Kafka version such as \"3.6.0\"", c.Version)
+		}
+	}
+	if _, err := parseAcks(c.RequiredAcks); err != nil {
+		return configError("RequiredAcks", "%v", err)
+	}
+	return nil
+}
+
+func parseAcks(s string) (sarama.RequiredAcks, error) {
+	switch strings.ToLower(s) {
+	case "", "all", "-1":
+		return sarama.WaitForAll, nil
+	case "leader", "1":
+		return sarama.WaitForLocal, nil
+	case "none", "0":
+		return sarama.NoResponse, nil
+	}
+	return 0, fmt.Errorf("%q is not one of all, leader, none", s)
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.ClientID == "" {
+		c.ClientID = DefaultClientID
+	}
+	if c.MaxProducers == 0 {
+		c.MaxProducers = DefaultMaxProducers
+	}
+	if c.ProducerBusyAt == 0 {
+		c.ProducerBusyAt = DefaultProducerBusyAt
+	}
+	if c.RequiredAcks == "" {
+		c.RequiredAcks = DefaultRequiredAcks
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.ProvisionTimeout == 0 {
+		c.ProvisionTimeout = DefaultProvisionTimeout
+	}
+	if c.ProvisionBackoffMax == 0 {
+		c.ProvisionBackoffMax = DefaultProvisionBackoffMax
+	}
+	c.Brokers = append([]string(nil), c.Brokers...)
+	for i := range c.Brokers {
+		c.Brokers[i] = strings.TrimSpace(c.Brokers[i])
+	}
+	return c
+}
