@@ -44,7 +44,7 @@ type ProducerPool struct {
 	lastErr     error      // the last provisioning error, nil after a success
 	live        map[*producer]struct{}
 	nextID      int
-	closeOnce   bool // the first Close has started the shutdown
+	closeOnce   bool  // the first Close has started the shutdown
 	retiredSent int64 // messages acknowledged by producers no longer live
 	nRetired    int64 // producers retired
 

@@ -26,8 +26,8 @@ type producer struct {
 
 	// load counts messages reserved for or handed to this producer and not
 	// yet completed: the routing key.
-	load    atomic.Int64
-	sent    atomic.Int64 // messages acknowledged
+	load atomic.Int64
+	sent atomic.Int64 // messages acknowledged
 
 	// gate orders hand-offs before AsyncClose: a hand-off holds it shared
 	// while it writes to input; retire takes it exclusively to set retired,
