@@ -24,6 +24,7 @@ type dialer struct {
 	ctx     context.Context // cancelled by abort, so a dial under way stops too
 	cancel  context.CancelFunc
 	aborted atomic.Bool // set under mu, read without it
+	ready   atomic.Bool // set once provisioning succeeded
 	mu      sync.Mutex  // protects conns
 	conns   map[*trackedConn]struct{}
 }

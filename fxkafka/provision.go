@@ -202,6 +202,7 @@ func (p *ProducerPool) newProducer(ctx context.Context) (*producer, error) {
 		d.abort()
 		return nil, fmt.Errorf("provision producer: %w", err)
 	}
+	d.ready.Store(true)
 	async, err := sarama.NewAsyncProducerFromClient(client)
 	if err != nil {
 		_ = client.Close()
@@ -254,9 +255,12 @@ func (p *ProducerPool) saramaConfig(d *dialer) *sarama.Config {
 	sc.Net.WriteTimeout = writeTimeout
 	sc.Net.KeepAlive = keepAlive
 
-	fastWhenAborted := func(normal time.Duration) func(int, int) time.Duration {
+	// sarama's retry pauses are skipped while provisioning (the pool's own
+	// backoff paces attempts, and a caller may be waiting) and once the
+	// producer is being abandoned.
+	pause := func(normal time.Duration) func(int, int) time.Duration {
 		return func(int, int) time.Duration {
-			if d.aborted.Load() {
+			if !d.ready.Load() || d.aborted.Load() {
 				return 0
 			}
 			return normal
@@ -264,14 +268,14 @@ func (p *ProducerPool) saramaConfig(d *dialer) *sarama.Config {
 	}
 	sc.Metadata.Full = true
 	sc.Metadata.Retry.Max = metadataRetries
-	sc.Metadata.Retry.BackoffFunc = fastWhenAborted(metadataBackoff)
+	sc.Metadata.Retry.BackoffFunc = pause(metadataBackoff)
 	sc.Metadata.Timeout = c.ProvisionTimeout
 
 	sc.Producer.RequiredAcks, _ = parseAcks(c.RequiredAcks) // checked by Validate
 	sc.Producer.Timeout = brokerAckTimeout
 	sc.Producer.MaxMessageBytes = c.MaxMessageBytes
 	sc.Producer.Retry.Max = produceRetries
-	sc.Producer.Retry.BackoffFunc = fastWhenAborted(produceBackoff)
+	sc.Producer.Retry.BackoffFunc = pause(produceBackoff)
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
 	return sc
