@@ -1,0 +1,139 @@
+package fxkafka
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/require"
+)
+
+var benchValue = sarama.ByteEncoder(make([]byte, 100))
+
+// runSenders runs b.N sends spread over senders goroutines and reports the
+// throughput. send must be safe for concurrent use.
+func runSenders(b *testing.B, senders int, send func() error) {
+	b.Helper()
+	var next atomic.Int64
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range senders {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				if err := send(); err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d sends failed", n)
+	}
+}
+
+// BenchmarkSend compares the pool with one shared sarama SyncProducer (what
+// the pool replaces), both against the same in-process kfake broker.
+func BenchmarkSend(b *testing.B) {
+	c := startBroker(b, "", topic)
+	addrs := c.ListenAddrs()
+	for _, senders := range []int{1, 16, 256} {
+		b.Run(fmt.Sprintf("Impl=pool/Senders=%d", senders), func(b *testing.B) {
+			p := newTestPool(b, testConfig(addrs...))
+			ctx := context.Background()
+			runSenders(b, senders, func() error {
+				_, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: topic, Value: benchValue})
+				return err
+			})
+		})
+		b.Run(fmt.Sprintf("Impl=syncproducer/Senders=%d", senders), func(b *testing.B) {
+			// sarama's defaults, with the acks the pool uses and without
+			// go-metrics, whose process-wide goroutine would fail the leak
+			// check (the pool does without it too).
+			sc := sarama.NewConfig()
+			sc.Producer.Return.Successes = true
+			sc.Producer.RequiredAcks = sarama.WaitForAll
+			sc.MetricRegistry = nopRegistry{}
+			sp, err := sarama.NewSyncProducer(addrs, sc)
+			require.NoError(b, err)
+			defer sp.Close()
+			runSenders(b, senders, func() error {
+				_, _, err := sp.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: benchValue})
+				return err
+			})
+		})
+	}
+}
+
+// BenchmarkSendDuringOutage is the cost of a send with nothing listening:
+// the pool backs off after the first failure, so sends fail without dialing.
+func BenchmarkSendDuringOutage(b *testing.B) {
+	cfg := testConfig(freeAddr(b))
+	cfg.ProvisionBackoffMax = time.Hour // stay in the backoff for the whole run
+	p := newTestPool(b, cfg)
+	ctx := context.Background()
+	m := &sarama.ProducerMessage{Topic: topic, Value: benchValue}
+	_, _, _ = p.SendMessage(ctx, m)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, _, err := p.SendMessage(ctx, m); err == nil {
+			b.Fatal("send succeeded with nothing listening")
+		}
+	}
+}
+
+// BenchmarkProvisionAttemptWithNothingListening is the cost of one failed
+// provisioning attempt (dial refused), which a send pays when the backoff has
+// expired.
+func BenchmarkProvisionAttemptWithNothingListening(b *testing.B) {
+	cfg := testConfig(freeAddr(b))
+	p := newTestPool(b, cfg)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.newProducer(ctx); err == nil {
+			b.Fatal("provisioned with nothing listening")
+		}
+	}
+}
+
+// BenchmarkRecoveryAfterOutage measures how long after a broker comes back
+// on the pool's address a continuous stream of sends (one per millisecond)
+// succeeds again. The outage lasts long enough for the backoff to reach
+// ProvisionBackoffMax (the default, 1s).
+func BenchmarkRecoveryAfterOutage(b *testing.B) {
+	var total time.Duration
+	for b.Loop() {
+		addr := freeAddr(b)
+		p, err := New(Config{Brokers: []string{addr}})
+		require.NoError(b, err)
+		ctx := context.Background()
+		m := &sarama.ProducerMessage{Topic: topic, Value: benchValue}
+		for p.Stats().ProvisionFailures < 6 { // 0.1+0.2+0.4+0.8+1s: backoff at its cap
+			_, _, _ = p.SendMessage(ctx, m)
+			time.Sleep(time.Millisecond)
+		}
+		c := startBroker(b, addr, topic)
+		up := time.Now()
+		for {
+			if _, _, err := p.SendMessage(ctx, m); err == nil {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		total += time.Since(up)
+		require.NoError(b, p.Close(ctx))
+		c.Close()
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "recovery-ms/op")
+}
