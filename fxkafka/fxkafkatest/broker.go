@@ -1,0 +1,231 @@
+// Package fxkafkatest is a test kit for services that use fxkafka: a real
+// Kafka-protocol broker (kfake, from franz-go) running in the test's process
+// on loopback, that a test can take down and bring back on the same address,
+// and a read-back helper that shows what a topic holds.
+//
+//	func TestPublish(t *testing.T) {
+//		b := fxkafkatest.NewBroker(t, "orders")
+//		var h *Handler
+//		app := fxtest.New(t, fxkafka.Module, fx.Replace(b.Config()), fx.Provide(NewHandler), fx.Populate(&h))
+//		app.RequireStart()
+//		require.NoError(t, h.Publish(ctx, "order-1"))
+//		app.RequireStop()
+//		recs := b.WaitForRecords("orders", 1, 10*time.Second)
+//		assert.Equal(t, "order-1", string(recs[0].Value))
+//	}
+//
+// It is for tests only: kfake is a protocol peer, not a Kafka performance
+// model, and this package is the only part of fxkafka that imports it.
+package fxkafkatest
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fxkafka/fxkafka/fxkafka"
+)
+
+// Partitions is the number of partitions of each topic NewBroker creates.
+const Partitions = 3
+
+// Broker is an in-process Kafka broker for tests. Its methods are safe for
+// concurrent use. It is closed by the test's cleanup.
+type Broker struct {
+	t      testing.TB
+	addr   string
+	port   int
+	topics []string
+	dir    string // kfake's data directory: what was written survives Down and Up
+
+	mu      sync.Mutex // protects cluster
+	cluster *kfake.Cluster
+}
+
+// NewBroker starts a one-broker cluster on a free loopback port with the
+// given topics (Partitions partitions each), and registers its Close with
+// t.Cleanup. Other topics are created on first use.
+func NewBroker(t testing.TB, topics ...string) *Broker {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("fxkafkatest: reserve a port: %v", err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	b := &Broker{t: t, addr: addr, topics: topics, dir: t.TempDir()}
+	b.port, _ = strconv.Atoi(port)
+	b.Up()
+	t.Cleanup(b.Down)
+	return b
+}
+
+// Addrs returns the broker's address, the same before and after Down and Up.
+func (b *Broker) Addrs() []string { return []string{b.addr} }
+
+// Config returns an fxkafka.Config for this broker, ready to pass to
+// fxkafka.New or to fx.Replace. Its ProvisionBackoffMax is 100ms so that a
+// test's pool notices Up quickly.
+func (b *Broker) Config() fxkafka.Config {
+	return fxkafka.Config{
+		Brokers:             b.Addrs(),
+		ProvisionBackoffMax: 100 * time.Millisecond,
+	}
+}
+
+// Down stops the broker: its port refuses connections and open connections
+// are closed, as in an outage. What it stored is kept for Up. Down on a
+// stopped broker does nothing.
+func (b *Broker) Down() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cluster != nil {
+		b.cluster.Close()
+		b.cluster = nil
+	}
+}
+
+// Up starts the broker again on the same address, with what it stored before
+// Down. Up on a running broker does nothing. It fails the test if the broker
+// cannot start.
+func (b *Broker) Up() {
+	b.t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cluster != nil {
+		return
+	}
+	opts := []kfake.Opt{
+		kfake.Ports(b.port),
+		kfake.DataDir(b.dir),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(Partitions),
+	}
+	if len(b.topics) > 0 {
+		opts = append(opts, kfake.SeedTopics(Partitions, b.topics...))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		b.t.Fatalf("fxkafkatest: start broker on %s: %v", b.addr, err)
+	}
+	b.cluster = c
+}
+
+// Cluster returns the running kfake cluster, for fault injection
+// (ControlKey, Fault); nil while the broker is down.
+func (b *Broker) Cluster() *kfake.Cluster {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cluster
+}
+
+// Header is one record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Record is a record as the broker stores it.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   []Header
+	Timestamp time.Time
+}
+
+// ReadTopic waits until topic holds at least want records, then returns all
+// it holds, ordered by partition and offset. If ctx ends first it returns
+// what the topic holds with ctx's error. It needs the broker up.
+func (b *Broker) ReadTopic(ctx context.Context, topic string, want int) ([]Record, error) {
+	c := b.Cluster()
+	if c == nil {
+		return nil, fmt.Errorf("fxkafkatest: read %s: broker is down", topic)
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	var waitErr error
+	for waitErr == nil && stored(c, topic) < int64(want) {
+		select {
+		case <-ctx.Done():
+			waitErr = ctx.Err()
+		case <-tick.C:
+		}
+	}
+	recs, err := read(c, topic, stored(c, topic))
+	if err == nil && waitErr != nil {
+		err = fmt.Errorf("fxkafkatest: %s holds %d records, want %d: %w", topic, len(recs), want, waitErr)
+	}
+	return recs, err
+}
+
+// WaitForRecords is ReadTopic bounded by timeout, failing the test if the
+// topic does not reach want records in time.
+func (b *Broker) WaitForRecords(topic string, want int, timeout time.Duration) []Record {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	recs, err := b.ReadTopic(ctx, topic, want)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return recs
+}
+
+// stored is the number of records topic holds: the sum of its partitions'
+// high watermarks less their log start offsets.
+func stored(c *kfake.Cluster, topic string) int64 {
+	var n int64
+	for _, pi := range c.PartitionInfos(topic) {
+		n += pi.HighWatermark - pi.LogStartOffset
+	}
+	return n
+}
+
+// read consumes exactly n records of topic from the start.
+func read(c *kfake.Cluster, topic string, n int64) ([]Record, error) {
+	out := make([]Record, 0, n)
+	if n == 0 {
+		return out, nil
+	}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(c.ListenAddrs()...),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("fxkafkatest: read %s: %w", topic, err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for int64(len(out)) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return out, fmt.Errorf("fxkafkatest: read %s: got %d of %d records: %w", topic, len(out), n, ctx.Err())
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			rec := Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp}
+			for _, h := range r.Headers {
+				rec.Headers = append(rec.Headers, Header{Key: h.Key, Value: h.Value})
+			}
+			out = append(out, rec)
+		})
+	}
+	slices.SortFunc(out, func(a, b Record) int {
+		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Offset, b.Offset))
+	})
+	return out, nil
+}

@@ -1,0 +1,100 @@
+package fxkafkatest_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/fxkafka/fxkafka/fxkafka"
+	"github.com/fxkafka/fxkafka/fxkafka/fxkafkatest"
+)
+
+func newPool(t *testing.T, cfg fxkafka.Config) *fxkafka.ProducerPool {
+	t.Helper()
+	p, err := fxkafka.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, p.Close(context.Background())) })
+	return p
+}
+
+func TestReadTopicReturnsWhatTheBrokerStored(t *testing.T) {
+	checkLeaks(t)
+	b := fxkafkatest.NewBroker(t, "orders")
+	p := newPool(t, b.Config())
+
+	m := &sarama.ProducerMessage{
+		Topic:   "orders",
+		Key:     sarama.StringEncoder("k1"),
+		Value:   sarama.StringEncoder("v1"),
+		Headers: []sarama.RecordHeader{{Key: []byte("trace"), Value: []byte("abc")}},
+	}
+	partition, offset, err := p.SendMessage(context.Background(), m)
+	require.NoError(t, err)
+
+	recs := b.WaitForRecords("orders", 1, 10*time.Second)
+	require.Len(t, recs, 1)
+	r := recs[0]
+	assert.Equal(t, "orders", r.Topic)
+	assert.Equal(t, partition, r.Partition)
+	assert.Equal(t, offset, r.Offset)
+	assert.Equal(t, "k1", string(r.Key))
+	assert.Equal(t, "v1", string(r.Value))
+	assert.Equal(t, []fxkafkatest.Header{{Key: "trace", Value: []byte("abc")}}, r.Headers)
+}
+
+func TestReadTopicWaitsForTheExpectedCountWithinItsContext(t *testing.T) {
+	checkLeaks(t)
+	b := fxkafkatest.NewBroker(t, "orders")
+	p := newPool(t, b.Config())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	recs, err := b.ReadTopic(ctx, "orders", 1)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "nothing was sent")
+	assert.Empty(t, recs)
+
+	done := make(chan []fxkafkatest.Record)
+	go func() { done <- b.WaitForRecords("orders", 3, 10*time.Second) }()
+	for i := range 3 {
+		_, _, err := p.SendMessage(context.Background(), &sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder(string(rune('a' + i)))})
+		require.NoError(t, err)
+	}
+	assert.Len(t, <-done, 3)
+}
+
+func TestDownRefusesAndUpComesBackOnTheSameAddressWithTheData(t *testing.T) {
+	checkLeaks(t)
+	b := fxkafkatest.NewBroker(t, "orders")
+	addrs := b.Addrs()
+	p := newPool(t, b.Config())
+	send := func(v string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder(v)})
+		return err
+	}
+	require.NoError(t, send("before"))
+
+	b.Down()
+	assert.Nil(t, b.Cluster())
+	err := send("during")
+	require.Error(t, err)
+	t.Logf("send while down: %v", err)
+
+	b.Up()
+	assert.Equal(t, addrs, b.Addrs())
+	deadline := time.Now().Add(10 * time.Second)
+	for send("after") != nil {
+		require.True(t, time.Now().Before(deadline), "no recovery")
+	}
+	values := map[string]int{}
+	for _, r := range b.WaitForRecords("orders", 2, 10*time.Second) {
+		values[string(r.Value)]++
+	}
+	assert.Equal(t, 1, values["before"], "data written before Down survives")
+	assert.Equal(t, 1, values["after"])
+}

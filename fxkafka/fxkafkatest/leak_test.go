@@ -1,0 +1,20 @@
+package fxkafkatest_test
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// ignoreBreaker: sarama's circuit breakers start a timer goroutine when they
+// open that nothing stops; it outlives the producer by up to 10s and holds
+// nothing of the pool's.
+var ignoreBreaker = goleak.IgnoreTopFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer")
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, ignoreBreaker) }
+
+// checkLeaks verifies, after the test's other cleanups, that it left no
+// goroutine behind.
+func checkLeaks(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, ignoreBreaker) })
+}
