@@ -140,18 +140,31 @@ func TestPoolRecoversWhenBrokerStartsAfterOutage(t *testing.T) {
 // failure must be ErrUnavailable (never sent, so resending cannot duplicate).
 func sendUntilOK(t *testing.T, p *ProducerPool, m *sarama.ProducerMessage, limit time.Duration) time.Time {
 	t.Helper()
+	retryUntil(t, limit, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _, err := p.SendMessage(ctx, m)
+		if err != nil {
+			require.ErrorIs(t, err, ErrUnavailable)
+		}
+		return err
+	})
+	return time.Now()
+}
+
+// retryUntil calls f every few milliseconds until it returns nil, failing
+// the test if that takes longer than limit. The pause only paces the calls.
+func retryUntil(t *testing.T, limit time.Duration, f func() error) {
+	t.Helper()
 	deadline := time.Now().Add(limit)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, _, err := p.SendMessage(ctx, m)
-		cancel()
+		err := f()
 		if err == nil {
-			return time.Now()
+			return
 		}
-		require.ErrorIs(t, err, ErrUnavailable)
-		require.True(t, time.Now().Before(deadline), "no recovery within %v: %v", limit, err)
+		require.True(t, time.Now().Before(deadline), "not within %v: %v", limit, err)
 		<-tick.C
 	}
 }
@@ -434,4 +447,35 @@ func TestCloseWithABrokerThatStoppedAnsweringReturnsByItsDeadline(t *testing.T) 
 	t.Logf("Close returned %v after its context's deadline", time.Since(start)-300*time.Millisecond)
 	require.ErrorIs(t, err, context.DeadlineExceeded, "Close reports it abandoned the held message")
 	assert.Zero(t, p.Stats().InFlight, "the abandoned message was failed, not left in flight")
+}
+
+func TestPingReportsWhetherABrokerAnswers(t *testing.T) {
+	checkLeaks(t)
+	addr := freeAddr(t)
+	p := newTestPool(t, testConfig(addr))
+
+	require.ErrorIs(t, p.Ping(context.Background()), ErrUnavailable, "nothing listening")
+
+	c := startBroker(t, addr, topic)
+	retryUntil(t, 10*time.Second, func() error { return p.Ping(context.Background()) })
+	assert.Equal(t, 1, p.Stats().Producers, "the probe's producer is kept")
+	require.NoError(t, p.Ping(context.Background()), "with a producer open")
+
+	c.Close()
+	assert.ErrorIs(t, p.Ping(context.Background()), ErrUnavailable, "the open producer's broker is gone")
+	require.NoError(t, p.Close(context.Background()))
+	assert.ErrorIs(t, p.Ping(context.Background()), ErrPoolClosed)
+}
+
+func TestPingToHungBrokerReturnsByItsDeadline(t *testing.T) {
+	checkLeaks(t)
+	h := startHungListener(t)
+	cfg := testConfig(h.addr())
+	cfg.ProvisionTimeout = time.Minute
+	p := newTestPool(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := p.Ping(ctx)
+	require.ErrorIs(t, err, ErrUnavailable)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
