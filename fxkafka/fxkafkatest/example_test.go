@@ -2,55 +2,58 @@ package fxkafkatest_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
-	"go.uber.org/fx"
-	"go.uber.org/fx/fxtest"
 
 	"github.com/fxkafka/fxkafka/fxkafka"
 	"github.com/fxkafka/fxkafka/fxkafka/fxkafkatest"
 )
 
-// OrderService is the code under test: it depends on fxkafka.Producer.
-type OrderService struct{ producer fxkafka.Producer }
+// A test of outage handling: take the broker down, see the send refused,
+// bring it back, and read back what the topic holds. In a test, t is the
+// test's *testing.T.
+func ExampleBroker_Down() {
+	t := newExampleTB()
+	defer t.finish()
 
-func NewOrderService(p fxkafka.Producer) *OrderService { return &OrderService{producer: p} }
+	broker := fxkafkatest.NewBroker(t, "orders")
+	pool, err := fxkafka.New(broker.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close(context.Background())
+	send := func(v string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _, err := pool.SendMessage(ctx, &sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder(v)})
+		return err
+	}
 
-func (s *OrderService) Place(ctx context.Context, id string) error {
-	_, _, err := s.producer.SendMessage(ctx, &sarama.ProducerMessage{
-		Topic: "orders", Key: sarama.StringEncoder(id), Value: sarama.StringEncoder("placed"),
-	})
-	return err
+	broker.Down()
+	err = send("lost?")
+	fmt.Println("while down, safe to retry:", errors.Is(err, fxkafka.ErrUnavailable))
+
+	broker.Up()
+	for send("kept") != nil { // the pool notices within Config().ProvisionBackoffMax
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, r := range broker.WaitForRecords("orders", 1, 10*time.Second) {
+		fmt.Println("stored:", string(r.Value))
+	}
+	// Output:
+	// while down, safe to retry: true
+	// stored: kept
 }
 
-// A complete test of a service wired with fxkafka.Module, as it sits in a
-// _test.go file (there, t is the test's *testing.T).
-func Example() {
+// An fxtest test of a service wired with fxkafka.Module, against the
+// in-process broker: the body of TestOrderService (see orders_test.go).
+func Example_fxtest() {
 	t := newExampleTB()
 	defer t.finish()
 	testOrderService(t)
-	// Output: orders holds 1 record(s): key=order-1 value=placed
-}
-
-func testOrderService(t testing.TB) {
-	broker := fxkafkatest.NewBroker(t, "orders")
-
-	var svc *OrderService
-	app := fxtest.New(t,
-		fxkafka.Module,
-		fx.Replace(broker.Config()),
-		fx.Provide(NewOrderService),
-		fx.Populate(&svc),
-	)
-	app.RequireStart()
-	if err := svc.Place(context.Background(), "order-1"); err != nil {
-		t.Fatal(err)
-	}
-	app.RequireStop()
-
-	recs := broker.WaitForRecords("orders", 1, 10*time.Second)
-	fmt.Printf("orders holds %d record(s): key=%s value=%s\n", len(recs), recs[0].Key, recs[0].Value)
+	fmt.Println("order placed and stored")
+	// Output: order placed and stored
 }
