@@ -59,6 +59,14 @@ type Config struct {
 	// Env: KAFKA_REQUIRED_ACKS.
 	RequiredAcks string `json:"requiredAcks" yaml:"requiredAcks" env:"KAFKA_REQUIRED_ACKS"`
 
+	// Idempotent turns on sarama's idempotent producer: the broker stores
+	// each message once even when sarama retries it. It requires (and sets)
+	// RequiredAcks "all", one open request per connection, and a Version of
+	// at least 0.11; setting RequiredAcks to anything else is an error. It
+	// costs throughput (one request in flight per broker connection).
+	// Default false. Env: KAFKA_IDEMPOTENT ("true" or "false").
+	Idempotent bool `json:"idempotent" yaml:"idempotent" env:"KAFKA_IDEMPOTENT"`
+
 	// MaxMessageBytes is the largest message (key, value, headers and
 	// record overhead) a send accepts; a larger one is refused before it
 	// reaches a producer. Keep it at or below the topic's max.message.bytes.
@@ -109,6 +117,7 @@ var envVars = map[string]string{
 	"ProducerBusyAt":      "KAFKA_PRODUCER_BUSY_AT",
 	"Version":             "KAFKA_VERSION",
 	"RequiredAcks":        "KAFKA_REQUIRED_ACKS",
+	"Idempotent":          "KAFKA_IDEMPOTENT",
 	"MaxMessageBytes":     "KAFKA_MAX_MESSAGE_BYTES",
 	"ProvisionTimeout":    "KAFKA_PROVISION_TIMEOUT",
 	"ProvisionBackoffMax": "KAFKA_PROVISION_BACKOFF_MAX",
@@ -121,7 +130,7 @@ func configError(field string, format string, args ...any) *ConfigError {
 // ConfigFromEnv reads a Config from the environment: KAFKA_BROKERS
 // (comma-separated host:port list, required), KAFKA_CLIENT_ID,
 // KAFKA_MAX_PRODUCERS, KAFKA_PRODUCER_BUSY_AT, KAFKA_VERSION,
-// KAFKA_REQUIRED_ACKS, KAFKA_MAX_MESSAGE_BYTES, KAFKA_PROVISION_TIMEOUT and
+// KAFKA_REQUIRED_ACKS, KAFKA_IDEMPOTENT, KAFKA_MAX_MESSAGE_BYTES, KAFKA_PROVISION_TIMEOUT and
 // KAFKA_PROVISION_BACKOFF_MAX. Unset variables leave their field at the zero
 // value (the default). It returns a [*ConfigError] naming the variable when
 // one cannot be parsed or the result does not pass [Config.Validate].
@@ -131,6 +140,9 @@ func ConfigFromEnv() (Config, error) {
 	c.ClientID = strings.TrimSpace(os.Getenv(envVars["ClientID"]))
 	c.Version = strings.TrimSpace(os.Getenv(envVars["Version"]))
 	c.RequiredAcks = strings.TrimSpace(os.Getenv(envVars["RequiredAcks"]))
+	if err := envBool("Idempotent", &c.Idempotent); err != nil {
+		return Config{}, err
+	}
 	ints := []struct {
 		field string
 		dst   *int
@@ -185,6 +197,19 @@ func envInt(field string, dst *int) error {
 	return nil
 }
 
+func envBool(field string, dst *bool) error {
+	s := strings.TrimSpace(os.Getenv(envVars[field]))
+	if s == "" {
+		return nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return configError(field, "%q is not true or false", s)
+	}
+	*dst = b
+	return nil
+}
+
 func envDuration(field string, dst *time.Duration) error {
 	s := strings.TrimSpace(os.Getenv(envVars[field]))
 	if s == "" {
@@ -228,13 +253,25 @@ func (c Config) Validate() error {
 			return configError(f.field, "must not be negative, got %d", f.v)
 		}
 	}
+	version := sarama.DefaultVersion
 	if c.Version != "" {
-		if _, err := sarama.ParseKafkaVersion(c.Version); err != nil {
+		v, err := sarama.ParseKafkaVersion(c.Version)
+		if err != nil {
 			return configError("Version", "%q is not a Kafka version such as \"3.6.0\"", c.Version)
 		}
+		version = v
 	}
-	if _, err := parseAcks(c.RequiredAcks); err != nil {
+	acks, err := parseAcks(c.RequiredAcks)
+	if err != nil {
 		return configError("RequiredAcks", "%v", err)
+	}
+	if c.Idempotent {
+		if acks != sarama.WaitForAll {
+			return configError("RequiredAcks", "%q conflicts with Idempotent, which needs \"all\"", c.RequiredAcks)
+		}
+		if !version.IsAtLeast(sarama.V0_11_0_0) {
+			return configError("Version", "%s is older than 0.11, which Idempotent needs", c.Version)
+		}
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ var leakOptions = []goleak.Option{
 	// start a timer goroutine when they open and nothing stops it: it
 	// outlives the producer by up to the breaker's 10s timeout. It holds no
 	// connection and no pool state.
-	goleak.IgnoreTopFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer"),
+	goleak.IgnoreAnyFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer"),
 }
 
 // checkLeaks registers a goleak check that runs after every cleanup the

@@ -46,7 +46,8 @@ type ProducerPool struct {
 	nextID      int
 	closeOnce   bool  // the first Close has started the shutdown
 	retiredSent int64 // messages acknowledged by producers no longer live
-	nRetired    int64 // producers retired
+	nRetired    int64 // producers taken out of the routing set
+	peak        int   // most producers open at once
 
 	waiting           atomic.Int64
 	waitCount         atomic.Int64
@@ -121,7 +122,7 @@ type Stats struct {
 	FailedUnknown     int64         // messages failed with a DeliveryError (may have been written)
 	ProvisionAttempts int64         // provisioning attempts started
 	ProvisionFailures int64         // provisioning attempts that failed
-	ProducersRetired  int64         // producers closed before the pool (broken, or by Close)
+	ProducersRetired  int64         // producers taken out of the pool: found broken, or closed by Close
 	WaitCount         int64         // sends that waited for a producer to be provisioned
 	WaitDuration      time.Duration // total time those sends waited
 
@@ -179,6 +180,7 @@ func (p *ProducerPool) Close(ctx context.Context) error {
 		p.cancel()
 		open = *p.producers.Load()
 		p.producers.Store(&[]*producer{})
+		p.nRetired += int64(len(open))
 	}
 	p.mu.Unlock()
 

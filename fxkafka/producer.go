@@ -100,17 +100,19 @@ func (pr *producer) drainErrors() {
 		err := classify(pe)
 		pr.load.Add(-1)
 		r.complete(-1, -1, err)
+		if isBroken(pe.Err) {
+			pr.pool.retireBroken(pr, pe.Err)
+		}
 	}
 }
 
 // classify turns a sarama producer error into the pool's error classes.
 func classify(pe *sarama.ProducerError) error {
+	// sarama's ErrShuttingDown is not a "not sent": besides refusing new
+	// messages (which the gate prevents), sarama returns it for messages it
+	// was retrying when shutdown began, which may have been written.
 	var cfgErr sarama.ConfigurationError
-	switch {
-	case errors.Is(pe.Err, sarama.ErrShuttingDown):
-		// sarama refused it before sending; the gate makes this rare.
-		return ErrPoolClosed
-	case errors.As(pe.Err, &cfgErr):
+	if errors.As(pe.Err, &cfgErr) {
 		// sarama's dispatcher checks (size, headers on old versions) run
 		// before anything is sent.
 		return errors.Join(ErrInvalidMessage, pe.Err)

@@ -158,6 +158,7 @@ func (p *ProducerPool) provision(a *attempt) {
 		p.failures, p.lastErr, p.nextAttempt = 0, nil, time.Time{}
 		prods := append(append([]*producer(nil), *p.producers.Load()...), pr)
 		p.producers.Store(&prods)
+		p.peak = max(p.peak, len(prods))
 		p.log.Debug("producer provisioned", zap.Int("producer", pr.id), zap.Int("producers", len(prods)))
 	}
 	a.err = err
@@ -228,13 +229,12 @@ func (p *ProducerPool) newProducer(ctx context.Context) (*producer, error) {
 }
 
 // forget removes a fully closed producer from the live set, folding its
-// counters into the pool's.
+// counter into the pool's.
 func (p *ProducerPool) forget(pr *producer) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.live, pr)
 	p.retiredSent += pr.sent.Load()
-	p.nRetired++
 }
 
 // saramaConfig builds the sarama configuration of one producer. The package
@@ -278,5 +278,10 @@ func (p *ProducerPool) saramaConfig(d *dialer) *sarama.Config {
 	sc.Producer.Retry.BackoffFunc = pause(produceBackoff)
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
+	if c.Idempotent {
+		sc.Producer.Idempotent = true
+		sc.Producer.RequiredAcks = sarama.WaitForAll
+		sc.Net.MaxOpenRequests = 1
+	}
 	return sc
 }

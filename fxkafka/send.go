@@ -63,8 +63,8 @@ func (r *sendReq) writeBack(m *sarama.ProducerMessage) {
 }
 
 // call is the reusable state of one SendMessage. It goes back to callPool
-// only when its message has completed; one abandoned by its caller's context
-// stays with sarama until the drainer completes it, and is then garbage.
+// only when its message was acknowledged; one abandoned by its caller's
+// context, or failed, is left to the garbage collector.
 type call struct {
 	batch batch
 	req   sendReq
@@ -126,13 +126,15 @@ func (p *ProducerPool) SendMessage(ctx context.Context, msg *sarama.ProducerMess
 	}
 	r := &c.req
 	partition, offset, err = r.partition, r.offset, r.err
-	if err == nil {
-		r.writeBack(msg)
-	} else {
-		p.count(err)
+	if err != nil {
+		// Not reused: sarama reads a message once more after returning it
+		// on Errors() (partitionProducer.updateLeaderIfBrokerProducerIsNil
+		// backs off by msg.retries), so a failed call is left to the GC.
+		return -1, -1, p.count(err)
 	}
+	r.writeBack(msg)
 	c.release()
-	return partition, offset, err
+	return partition, offset, nil
 }
 
 // SendMessages sends msgs and waits for all of them, like

@@ -21,7 +21,7 @@ import (
 	"github.com/fxkafka/fxkafka/fxkafka/fxkafkatest"
 )
 
-var ignoreBreaker = goleak.IgnoreTopFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer")
+var ignoreBreaker = goleak.IgnoreAnyFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer")
 
 // fakeProducer records what the handler sends and answers with err.
 type fakeProducer struct {
