@@ -3,6 +3,7 @@ package fxkafka
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 var benchValue = sarama.ByteEncoder(make([]byte, 100))
@@ -49,6 +51,16 @@ func BenchmarkSend(b *testing.B) {
 	for _, senders := range []int{1, 16, 256} {
 		b.Run(fmt.Sprintf("Impl=pool/Senders=%d", senders), func(b *testing.B) {
 			p := newTestPool(b, testConfig(addrs...))
+			ctx := context.Background()
+			runSenders(b, senders, func() error {
+				_, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: topic, Value: benchValue})
+				return err
+			})
+		})
+		b.Run(fmt.Sprintf("Impl=pool-idempotent/Senders=%d", senders), func(b *testing.B) {
+			cfg := testConfig(addrs...)
+			cfg.Idempotent = true
+			p := newTestPool(b, cfg)
 			ctx := context.Background()
 			runSenders(b, senders, func() error {
 				_, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: topic, Value: benchValue})
@@ -136,4 +148,45 @@ func BenchmarkRecoveryAfterOutage(b *testing.B) {
 		c.Close()
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "recovery-ms/op")
+}
+
+// BenchmarkHeapOverOneMillionMessages sends 1,000,000 small messages through
+// the pool (256 senders, a broker that acknowledges without storing) and
+// reports the live heap after the first 100,000 and after all of them: the
+// pool keeps nothing per message once it is acknowledged.
+func BenchmarkHeapOverOneMillionMessages(b *testing.B) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic), kfake.BlackholeProduce())
+	require.NoError(b, err)
+	defer c.Close()
+	p := newTestPool(b, testConfig(c.ListenAddrs()...))
+	ctx := context.Background()
+	send := func(n int) {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 256 {
+			wg.Go(func() {
+				for next.Add(1) <= int64(n) {
+					if _, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: topic, Value: benchValue}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	for b.Loop() {
+		send(100_000)
+		first := heap()
+		send(900_000)
+		last := heap()
+		b.ReportMetric(float64(first)/(1<<20), "heap-MiB-after-100k")
+		b.ReportMetric(float64(last)/(1<<20), "heap-MiB-after-1M")
+	}
 }
