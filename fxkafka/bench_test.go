@@ -12,6 +12,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 var benchValue = sarama.ByteEncoder(make([]byte, 100))
@@ -43,17 +44,21 @@ func runSenders(b *testing.B, senders int, send func() error) {
 	}
 }
 
-// BenchmarkSend compares the pool with one shared sarama SyncProducer (what
-// the pool replaces), both against the same in-process kfake broker.
+// BenchmarkSend compares the pool with what it replaces, one shared sarama
+// SyncProducer, and with franz-go's ProduceSync, all against the same
+// in-process kfake broker, with 100-byte values and every sender waiting for
+// its acknowledgement (acks from all in-sync replicas everywhere).
+// cmd/benchcmp runs it in interleaved rounds and prints median ratios.
 func BenchmarkSend(b *testing.B) {
 	c := startBroker(b, "", topic)
 	addrs := c.ListenAddrs()
+	msg := func() *sarama.ProducerMessage { return &sarama.ProducerMessage{Topic: topic, Value: benchValue} }
 	for _, senders := range []int{1, 16, 256} {
 		b.Run(fmt.Sprintf("Impl=pool/Senders=%d", senders), func(b *testing.B) {
 			p := newTestPool(b, testConfig(addrs...))
 			ctx := context.Background()
 			runSenders(b, senders, func() error {
-				_, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: topic, Value: benchValue})
+				_, _, err := p.SendMessage(ctx, msg())
 				return err
 			})
 		})
@@ -63,7 +68,7 @@ func BenchmarkSend(b *testing.B) {
 			p := newTestPool(b, cfg)
 			ctx := context.Background()
 			runSenders(b, senders, func() error {
-				_, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: topic, Value: benchValue})
+				_, _, err := p.SendMessage(ctx, msg())
 				return err
 			})
 		})
@@ -79,11 +84,65 @@ func BenchmarkSend(b *testing.B) {
 			require.NoError(b, err)
 			defer sp.Close()
 			runSenders(b, senders, func() error {
-				_, _, err := sp.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: benchValue})
+				_, _, err := sp.SendMessage(msg())
 				return err
 			})
 		})
+		b.Run(fmt.Sprintf("Impl=franz-go/Senders=%d", senders), func(b *testing.B) {
+			cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.RequiredAcks(kgo.AllISRAcks()))
+			require.NoError(b, err)
+			defer cl.Close()
+			ctx := context.Background()
+			runSenders(b, senders, func() error {
+				return cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: benchValue}).FirstErr()
+			})
+		})
 	}
+}
+
+// BenchmarkSendProducers measures what extra producers buy: the pool with
+// its cap forced to 1, 2 and 4 producers (ProducerBusyAt 1, so every one is
+// made). It is the evidence behind the default ProducerBusyAt.
+func BenchmarkSendProducers(b *testing.B) {
+	c := startBroker(b, "", topic)
+	for _, senders := range []int{16, 256} {
+		for _, producers := range []int{1, 2, 4} {
+			b.Run(fmt.Sprintf("Producers=%d/Senders=%d", producers, senders), func(b *testing.B) {
+				cfg := testConfig(c.ListenAddrs()...)
+				cfg.MaxProducers, cfg.ProducerBusyAt = producers, 1
+				p := newTestPool(b, cfg)
+				ctx := context.Background()
+				runSenders(b, senders, func() error {
+					_, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: topic, Value: benchValue})
+					return err
+				})
+			})
+		}
+	}
+}
+
+// BenchmarkRoute is the pool's routing decision for one send: pick the
+// least-loaded of four open producers and reserve a slot on it.
+func BenchmarkRoute(b *testing.B) {
+	p, err := New(Config{Brokers: []string{"127.0.0.1:1"}})
+	require.NoError(b, err)
+	prods := make([]*producer, 4)
+	for i := range prods {
+		prods[i] = &producer{}
+	}
+	p.producers.Store(&prods)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			pr, err := p.acquire(ctx, 1)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			pr.load.Add(-1)
+		}
+	})
 }
 
 // BenchmarkSendDuringOutage is the cost of a send with nothing listening:
