@@ -67,6 +67,13 @@ type Config struct {
 	// Default false. Env: KAFKA_IDEMPOTENT ("true" or "false").
 	Idempotent bool `json:"idempotent" yaml:"idempotent" env:"KAFKA_IDEMPOTENT"`
 
+	// Partitioner chooses a message's partition when it does not set one:
+	// "sticky" (the default) hashes keyed messages as sarama does and sends
+	// keyless ones to one partition for a run of messages before moving on,
+	// so concurrent sends batch together; "hash" is sarama's default (keyed
+	// hashed, keyless random). Env: KAFKA_PARTITIONER.
+	Partitioner string `json:"partitioner" yaml:"partitioner" env:"KAFKA_PARTITIONER"`
+
 	// MaxMessageBytes is the largest message (key, value, headers and
 	// record overhead) a send accepts; a larger one is refused before it
 	// reaches a producer. Keep it at or below the topic's max.message.bytes.
@@ -118,6 +125,7 @@ var envVars = map[string]string{
 	"Version":             "KAFKA_VERSION",
 	"RequiredAcks":        "KAFKA_REQUIRED_ACKS",
 	"Idempotent":          "KAFKA_IDEMPOTENT",
+	"Partitioner":         "KAFKA_PARTITIONER",
 	"MaxMessageBytes":     "KAFKA_MAX_MESSAGE_BYTES",
 	"ProvisionTimeout":    "KAFKA_PROVISION_TIMEOUT",
 	"ProvisionBackoffMax": "KAFKA_PROVISION_BACKOFF_MAX",
@@ -130,7 +138,7 @@ func configError(field string, format string, args ...any) *ConfigError {
 // ConfigFromEnv reads a Config from the environment: KAFKA_BROKERS
 // (comma-separated host:port list, required), KAFKA_CLIENT_ID,
 // KAFKA_MAX_PRODUCERS, KAFKA_PRODUCER_BUSY_AT, KAFKA_VERSION,
-// KAFKA_REQUIRED_ACKS, KAFKA_IDEMPOTENT, KAFKA_MAX_MESSAGE_BYTES, KAFKA_PROVISION_TIMEOUT and
+// KAFKA_REQUIRED_ACKS, KAFKA_IDEMPOTENT, KAFKA_PARTITIONER, KAFKA_MAX_MESSAGE_BYTES, KAFKA_PROVISION_TIMEOUT and
 // KAFKA_PROVISION_BACKOFF_MAX. Unset variables leave their field at the zero
 // value (the default). It returns a [*ConfigError] naming the variable when
 // one cannot be parsed or the result does not pass [Config.Validate].
@@ -140,6 +148,7 @@ func ConfigFromEnv() (Config, error) {
 	c.ClientID = strings.TrimSpace(os.Getenv(envVars["ClientID"]))
 	c.Version = strings.TrimSpace(os.Getenv(envVars["Version"]))
 	c.RequiredAcks = strings.TrimSpace(os.Getenv(envVars["RequiredAcks"]))
+	c.Partitioner = strings.TrimSpace(os.Getenv(envVars["Partitioner"]))
 	if err := envBool("Idempotent", &c.Idempotent); err != nil {
 		return Config{}, err
 	}
@@ -265,6 +274,9 @@ func (c Config) Validate() error {
 	if err != nil {
 		return configError("RequiredAcks", "%v", err)
 	}
+	if _, err := partitionerFor(c.Partitioner); err != nil {
+		return configError("Partitioner", "%v", err)
+	}
 	if c.Idempotent {
 		if acks != sarama.WaitForAll {
 			return configError("RequiredAcks", "%q conflicts with Idempotent, which needs \"all\"", c.RequiredAcks)
@@ -286,6 +298,16 @@ func parseAcks(s string) (sarama.RequiredAcks, error) {
 		return sarama.NoResponse, nil
 	}
 	return 0, fmt.Errorf("%q is not one of all, leader, none", s)
+}
+
+func partitionerFor(name string) (sarama.PartitionerConstructor, error) {
+	switch strings.ToLower(name) {
+	case "", "sticky":
+		return newStickyPartitioner, nil
+	case "hash":
+		return sarama.NewHashPartitioner, nil
+	}
+	return nil, fmt.Errorf("%q is not one of sticky, hash", name)
 }
 
 // withDefaults returns c with every zero field set to its default.

@@ -41,11 +41,19 @@ type producer struct {
 	done     chan struct{} // closed when the producer is fully closed
 }
 
+// successDrainers is how many goroutines receive from a producer's
+// Successes(). sarama's successes channel is unbuffered and fed by one
+// goroutine per broker, which stalls while a receiver wakes the sender the
+// result belongs to; several receivers keep it flowing under load.
+const successDrainers = 8
+
 // start launches the producer's drainer goroutines, owned by the pool.
 func (pr *producer) start() {
-	pr.drainers.Store(2)
-	pr.pool.wg.Add(2)
-	go pr.drainSuccesses()
+	pr.drainers.Store(successDrainers + 1)
+	pr.pool.wg.Add(successDrainers + 1)
+	for range successDrainers {
+		go pr.drainSuccesses()
+	}
 	go pr.drainErrors()
 }
 

@@ -274,6 +274,7 @@ func (p *ProducerPool) saramaConfig(d *dialer) *sarama.Config {
 	sc.Producer.RequiredAcks, _ = parseAcks(c.RequiredAcks) // checked by Validate
 	sc.Producer.Timeout = brokerAckTimeout
 	sc.Producer.MaxMessageBytes = c.MaxMessageBytes
+	sc.Producer.Partitioner, _ = partitionerFor(c.Partitioner) // checked by Validate
 	sc.Producer.Retry.Max = produceRetries
 	sc.Producer.Retry.BackoffFunc = pause(produceBackoff)
 	sc.Producer.Return.Successes = true
