@@ -43,8 +43,16 @@
 //     Config.RequiredAcks. A [*DeliveryError] ([ErrDeliveryUnknown]) means the
 //     message was handed to a producer and not acknowledged: it may have been
 //     written. The pool never drops a message it accepted and never sends one
-//     twice; sarama's own retries (Producer.Retry.Max) may, unless the
-//     producer is idempotent.
+//     twice: only a message that never reached sarama is ever routed again.
+//     sarama's own retries (Producer.Retry.Max) may store a message twice
+//     unless Config.Idempotent is set, with which the broker stores each
+//     acknowledged message once.
+//   - Broken producers: a producer whose errors show it cannot recover by
+//     itself (no broker reachable, its connection lost, its circuit breaker
+//     open, its producer id rejected or fenced after a broker restart) is
+//     taken out of routing at once and closed in the background; the next
+//     send provisions a fresh one. sarama's circuit breaker would otherwise
+//     fail a share of sends for 10s after the broker is back.
 //   - Stop: [ProducerPool.Close] refuses new sends with [ErrPoolClosed],
 //     cancels provisioning under way, lets handed-off messages finish,
 //     flushes and closes every producer, and returns within its context with
@@ -91,7 +99,14 @@
 //     in-sync replicas, Kafka's own default since 3.0; sarama's is the
 //     leader only).
 //   - Producer.Return.Successes and Errors true: each send waits for its own
-//     message's result, drained by goroutines the pool owns.
+//     message's result, drained by goroutines the pool owns (eight for
+//     successes: sarama feeds them from one goroutine per broker through an
+//     unbuffered channel, which one receiver cannot keep up with).
+//   - Producer.Partitioner is sticky for keyless messages (a run of 256 to
+//     one partition, then another) and sarama's hash for keyed ones; see
+//     Config.Partitioner.
+//   - With Config.Idempotent: Producer.Idempotent, RequiredAcks WaitForAll
+//     and Net.MaxOpenRequests 1, as sarama requires.
 //   - MetricRegistry is a per-producer no-op registry: sarama's go-metrics
 //     cost a little on every request and start a process-wide goroutine that
 //     never exits; the pool reports [Stats] instead. Nothing global is set.
