@@ -80,6 +80,40 @@ type Config struct {
 	// 0 means DefaultMaxMessageBytes (1 MiB). Env: KAFKA_MAX_MESSAGE_BYTES.
 	MaxMessageBytes int `json:"maxMessageBytes" yaml:"maxMessageBytes" env:"KAFKA_MAX_MESSAGE_BYTES"`
 
+	// TLS encrypts connections to the brokers. Default false.
+	// Env: KAFKA_TLS ("true" or "false").
+	TLS bool `json:"tls" yaml:"tls" env:"KAFKA_TLS"`
+
+	// TLSCAFile is a PEM file of the certificate authorities to trust;
+	// empty means the system's. Needs TLS. Env: KAFKA_TLS_CA_FILE.
+	TLSCAFile string `json:"tlsCAFile" yaml:"tlsCAFile" env:"KAFKA_TLS_CA_FILE"`
+
+	// TLSCertFile and TLSKeyFile are the PEM client certificate and key, for
+	// brokers that require one; set both or neither. Needs TLS.
+	// Env: KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE.
+	TLSCertFile string `json:"tlsCertFile" yaml:"tlsCertFile" env:"KAFKA_TLS_CERT_FILE"`
+	TLSKeyFile  string `json:"tlsKeyFile" yaml:"tlsKeyFile" env:"KAFKA_TLS_KEY_FILE"`
+
+	// TLSServerName overrides the name checked against the brokers'
+	// certificates (default: the host of each broker address). Needs TLS.
+	// Env: KAFKA_TLS_SERVER_NAME.
+	TLSServerName string `json:"tlsServerName" yaml:"tlsServerName" env:"KAFKA_TLS_SERVER_NAME"`
+
+	// TLSInsecureSkipVerify accepts any broker certificate. For development
+	// only: New logs a warning when it is set. Needs TLS.
+	// Env: KAFKA_TLS_INSECURE_SKIP_VERIFY.
+	TLSInsecureSkipVerify bool `json:"tlsInsecureSkipVerify" yaml:"tlsInsecureSkipVerify" env:"KAFKA_TLS_INSECURE_SKIP_VERIFY"`
+
+	// SASLMechanism authenticates with SASL: "PLAIN", "SCRAM-SHA-256" or
+	// "SCRAM-SHA-512"; empty means no SASL. Env: KAFKA_SASL_MECHANISM.
+	SASLMechanism string `json:"saslMechanism" yaml:"saslMechanism" env:"KAFKA_SASL_MECHANISM"`
+
+	// SASLUser and SASLPassword are the SASL credentials, both required
+	// with SASLMechanism. The password never appears in logs, errors, %v or
+	// JSON. Env: KAFKA_SASL_USER, KAFKA_SASL_PASSWORD.
+	SASLUser     string `json:"saslUser" yaml:"saslUser" env:"KAFKA_SASL_USER"`
+	SASLPassword Secret `json:"saslPassword" yaml:"saslPassword" env:"KAFKA_SASL_PASSWORD"`
+
 	// ProvisionTimeout bounds one provisioning attempt (dial, API versions,
 	// metadata), whoever waits for it. 0 means DefaultProvisionTimeout (5s).
 	// Env: KAFKA_PROVISION_TIMEOUT, a Go duration such as "5s".
@@ -118,17 +152,26 @@ func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig 
 // envVars maps each Config field to its environment variable; it is the one
 // place the names live, for errors and for ConfigFromEnv.
 var envVars = map[string]string{
-	"Brokers":             "KAFKA_BROKERS",
-	"ClientID":            "KAFKA_CLIENT_ID",
-	"MaxProducers":        "KAFKA_MAX_PRODUCERS",
-	"ProducerBusyAt":      "KAFKA_PRODUCER_BUSY_AT",
-	"Version":             "KAFKA_VERSION",
-	"RequiredAcks":        "KAFKA_REQUIRED_ACKS",
-	"Idempotent":          "KAFKA_IDEMPOTENT",
-	"Partitioner":         "KAFKA_PARTITIONER",
-	"MaxMessageBytes":     "KAFKA_MAX_MESSAGE_BYTES",
-	"ProvisionTimeout":    "KAFKA_PROVISION_TIMEOUT",
-	"ProvisionBackoffMax": "KAFKA_PROVISION_BACKOFF_MAX",
+	"Brokers":               "KAFKA_BROKERS",
+	"ClientID":              "KAFKA_CLIENT_ID",
+	"MaxProducers":          "KAFKA_MAX_PRODUCERS",
+	"ProducerBusyAt":        "KAFKA_PRODUCER_BUSY_AT",
+	"Version":               "KAFKA_VERSION",
+	"RequiredAcks":          "KAFKA_REQUIRED_ACKS",
+	"Idempotent":            "KAFKA_IDEMPOTENT",
+	"Partitioner":           "KAFKA_PARTITIONER",
+	"TLS":                   "KAFKA_TLS",
+	"TLSCAFile":             "KAFKA_TLS_CA_FILE",
+	"TLSCertFile":           "KAFKA_TLS_CERT_FILE",
+	"TLSKeyFile":            "KAFKA_TLS_KEY_FILE",
+	"TLSServerName":         "KAFKA_TLS_SERVER_NAME",
+	"TLSInsecureSkipVerify": "KAFKA_TLS_INSECURE_SKIP_VERIFY",
+	"SASLMechanism":         "KAFKA_SASL_MECHANISM",
+	"SASLUser":              "KAFKA_SASL_USER",
+	"SASLPassword":          "KAFKA_SASL_PASSWORD",
+	"MaxMessageBytes":       "KAFKA_MAX_MESSAGE_BYTES",
+	"ProvisionTimeout":      "KAFKA_PROVISION_TIMEOUT",
+	"ProvisionBackoffMax":   "KAFKA_PROVISION_BACKOFF_MAX",
 }
 
 func configError(field string, format string, args ...any) *ConfigError {
@@ -136,10 +179,9 @@ func configError(field string, format string, args ...any) *ConfigError {
 }
 
 // ConfigFromEnv reads a Config from the environment: KAFKA_BROKERS
-// (comma-separated host:port list, required), KAFKA_CLIENT_ID,
-// KAFKA_MAX_PRODUCERS, KAFKA_PRODUCER_BUSY_AT, KAFKA_VERSION,
-// KAFKA_REQUIRED_ACKS, KAFKA_IDEMPOTENT, KAFKA_PARTITIONER, KAFKA_MAX_MESSAGE_BYTES, KAFKA_PROVISION_TIMEOUT and
-// KAFKA_PROVISION_BACKOFF_MAX. Unset variables leave their field at the zero
+// (comma-separated host:port list, required) and the variable each Config
+// field names (KAFKA_CLIENT_ID, KAFKA_MAX_PRODUCERS, KAFKA_TLS,
+// KAFKA_SASL_MECHANISM, ...). Unset variables leave their field at the zero
 // value (the default). It returns a [*ConfigError] naming the variable when
 // one cannot be parsed or the result does not pass [Config.Validate].
 func ConfigFromEnv() (Config, error) {
@@ -149,8 +191,24 @@ func ConfigFromEnv() (Config, error) {
 	c.Version = strings.TrimSpace(os.Getenv(envVars["Version"]))
 	c.RequiredAcks = strings.TrimSpace(os.Getenv(envVars["RequiredAcks"]))
 	c.Partitioner = strings.TrimSpace(os.Getenv(envVars["Partitioner"]))
-	if err := envBool("Idempotent", &c.Idempotent); err != nil {
-		return Config{}, err
+	c.TLSCAFile = strings.TrimSpace(os.Getenv(envVars["TLSCAFile"]))
+	c.TLSCertFile = strings.TrimSpace(os.Getenv(envVars["TLSCertFile"]))
+	c.TLSKeyFile = strings.TrimSpace(os.Getenv(envVars["TLSKeyFile"]))
+	c.TLSServerName = strings.TrimSpace(os.Getenv(envVars["TLSServerName"]))
+	c.SASLMechanism = strings.TrimSpace(os.Getenv(envVars["SASLMechanism"]))
+	c.SASLUser = os.Getenv(envVars["SASLUser"])
+	c.SASLPassword = Secret(os.Getenv(envVars["SASLPassword"]))
+	for _, f := range []struct {
+		field string
+		dst   *bool
+	}{
+		{"Idempotent", &c.Idempotent},
+		{"TLS", &c.TLS},
+		{"TLSInsecureSkipVerify", &c.TLSInsecureSkipVerify},
+	} {
+		if err := envBool(f.field, f.dst); err != nil {
+			return Config{}, err
+		}
 	}
 	ints := []struct {
 		field string
@@ -273,6 +331,9 @@ func (c Config) Validate() error {
 	acks, err := parseAcks(c.RequiredAcks)
 	if err != nil {
 		return configError("RequiredAcks", "%v", err)
+	}
+	if _, err := c.checkSecurity(); err != nil {
+		return err
 	}
 	if _, err := partitionerFor(c.Partitioner); err != nil {
 		return configError("Partitioner", "%v", err)

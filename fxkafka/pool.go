@@ -24,6 +24,7 @@ import (
 // its OnStop hook), which flushes and closes every producer it made.
 type ProducerPool struct {
 	cfg Config
+	sec security
 	log *zap.Logger
 
 	// producers is an immutable snapshot of the open producers, replaced
@@ -100,6 +101,10 @@ func New(cfg Config, opts ...Option) (*ProducerPool, error) {
 		o.apply(p)
 	}
 	p.log = p.log.Named("fxkafka")
+	p.sec, _ = cfg.checkSecurity() // checked by Validate
+	if cfg.TLSInsecureSkipVerify {
+		p.log.Warn("TLS CERTIFICATE VERIFICATION IS OFF (TLSInsecureSkipVerify): any server can impersonate the brokers; use it for development only")
+	}
 	p.producers.Store(&[]*producer{})
 	return p, nil
 }

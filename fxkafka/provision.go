@@ -247,6 +247,7 @@ func (p *ProducerPool) saramaConfig(d *dialer) *sarama.Config {
 		sc.Version, _ = sarama.ParseKafkaVersion(c.Version) // checked by Validate
 	}
 	sc.MetricRegistry = nopRegistry{}
+	p.sec.apply(c, sc)
 
 	sc.Net.Proxy.Enable = true
 	sc.Net.Proxy.Dialer = d

@@ -1,0 +1,164 @@
+package fxkafka
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/IBM/sarama"
+	"github.com/xdg-go/scram"
+)
+
+// Secret is a string that never prints: fmt's verbs, %v of a [Config], JSON
+// and zap all show "[redacted]". Config.SASLPassword is one. Convert it with
+// string(s) where the value itself is needed.
+type Secret string
+
+const redacted = "[redacted]"
+
+// String returns "[redacted]" (and "" for an empty Secret).
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString returns a redacted Go literal, for %#v.
+func (s Secret) GoString() string { return fmt.Sprintf("fxkafka.Secret(%q)", s.String()) }
+
+// MarshalJSON writes the redacted form; a Secret is never marshalled.
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(fmt.Sprintf("%q", s.String())), nil }
+
+// MarshalText writes the redacted form, for encoders that use it (zap, YAML).
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// SASL mechanisms Config.SASLMechanism accepts.
+const (
+	SASLPlain       = "PLAIN"
+	SASLScramSHA256 = "SCRAM-SHA-256"
+	SASLScramSHA512 = "SCRAM-SHA-512"
+)
+
+// security is what Validate derived from the TLS and SASL fields.
+type security struct {
+	tls       *tls.Config // nil: no TLS
+	mechanism string      // "": no SASL
+}
+
+// checkSecurity validates the TLS and SASL fields, reading the files they
+// name, and returns the settings for sarama. Errors never contain the
+// password.
+func (c Config) checkSecurity() (security, error) {
+	var sec security
+	tlsFiles := map[string]string{"TLSCAFile": c.TLSCAFile, "TLSCertFile": c.TLSCertFile, "TLSKeyFile": c.TLSKeyFile}
+	if !c.TLS {
+		for _, field := range []string{"TLSCAFile", "TLSCertFile", "TLSKeyFile"} {
+			if tlsFiles[field] != "" {
+				return sec, configError(field, "is set but TLS is false")
+			}
+		}
+		if c.TLSServerName != "" {
+			return sec, configError("TLSServerName", "is set but TLS is false")
+		}
+		if c.TLSInsecureSkipVerify {
+			return sec, configError("TLSInsecureSkipVerify", "is set but TLS is false")
+		}
+	} else {
+		sec.tls = &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			ServerName:         c.TLSServerName,
+			InsecureSkipVerify: c.TLSInsecureSkipVerify, //nolint:gosec // opt-in for development, logged loudly by New
+		}
+		if c.TLSCAFile != "" {
+			pem, err := os.ReadFile(c.TLSCAFile)
+			if err != nil {
+				return sec, configError("TLSCAFile", "%v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return sec, configError("TLSCAFile", "%s holds no PEM certificate", c.TLSCAFile)
+			}
+			sec.tls.RootCAs = pool
+		}
+		switch {
+		case c.TLSCertFile != "" && c.TLSKeyFile == "":
+			return sec, configError("TLSKeyFile", "is required with TLSCertFile")
+		case c.TLSKeyFile != "" && c.TLSCertFile == "":
+			return sec, configError("TLSCertFile", "is required with TLSKeyFile")
+		case c.TLSCertFile != "":
+			cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+			if err != nil {
+				return sec, configError("TLSCertFile", "load key pair: %v", err)
+			}
+			sec.tls.Certificates = []tls.Certificate{cert}
+		}
+	}
+
+	switch m := strings.ToUpper(c.SASLMechanism); m {
+	case "":
+		if c.SASLUser != "" {
+			return sec, configError("SASLMechanism", "is required with SASLUser")
+		}
+		if c.SASLPassword != "" {
+			return sec, configError("SASLMechanism", "is required with SASLPassword")
+		}
+	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
+		if c.SASLUser == "" {
+			return sec, configError("SASLUser", "is required with SASLMechanism %s", m)
+		}
+		if c.SASLPassword == "" {
+			return sec, configError("SASLPassword", "is required with SASLUser")
+		}
+		sec.mechanism = m
+	default:
+		return sec, configError("SASLMechanism", "%q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", c.SASLMechanism)
+	}
+	return sec, nil
+}
+
+// apply sets sarama's TLS and SASL settings.
+func (sec security) apply(c Config, sc *sarama.Config) {
+	if sec.tls != nil {
+		sc.Net.TLS.Enable = true
+		sc.Net.TLS.Config = sec.tls.Clone()
+	}
+	if sec.mechanism == "" {
+		return
+	}
+	sc.Net.SASL.Enable = true
+	sc.Net.SASL.Handshake = true
+	sc.Net.SASL.User = c.SASLUser
+	sc.Net.SASL.Password = string(c.SASLPassword)
+	switch sec.mechanism {
+	case SASLPlain:
+		sc.Net.SASL.Mechanism = sarama.SASLTypePlaintext
+	case SASLScramSHA256:
+		sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA256
+		sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA256} }
+	case SASLScramSHA512:
+		sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512
+		sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA512} }
+	}
+}
+
+// scramClient adapts xdg-go/scram to sarama's SCRAMClient.
+type scramClient struct {
+	hash scram.HashGeneratorFcn
+	conv *scram.ClientConversation
+}
+
+func (s *scramClient) Begin(user, password, authzID string) error {
+	c, err := s.hash.NewClient(user, password, authzID)
+	if err != nil {
+		return err
+	}
+	s.conv = c.NewConversation()
+	return nil
+}
+
+func (s *scramClient) Step(challenge string) (string, error) { return s.conv.Step(challenge) }
+
+func (s *scramClient) Done() bool { return s.conv.Done() }
