@@ -172,7 +172,7 @@ func BenchmarkProvisionAttemptWithNothingListening(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := p.newProducer(ctx); err == nil {
+		if _, err := p.newProducer(ctx, ""); err == nil {
 			b.Fatal("provisioned with nothing listening")
 		}
 	}

@@ -114,6 +114,14 @@ type Config struct {
 	SASLUser     string `json:"saslUser" yaml:"saslUser" env:"KAFKA_SASL_USER"`
 	SASLPassword Secret `json:"saslPassword" yaml:"saslPassword" env:"KAFKA_SASL_PASSWORD"`
 
+	// TransactionalID makes leased producers ([ProducerPool.Lease])
+	// transactional: each gets the id "<TransactionalID>-<n>", n its lease
+	// slot. Leased producers are then idempotent with acks from all
+	// in-sync replicas. Shared producers (SendMessage on the pool) are not
+	// affected. Empty means leases are plain producers.
+	// Env: KAFKA_TRANSACTIONAL_ID.
+	TransactionalID string `json:"transactionalID" yaml:"transactionalID" env:"KAFKA_TRANSACTIONAL_ID"`
+
 	// ProvisionTimeout bounds one provisioning attempt (dial, API versions,
 	// metadata), whoever waits for it. 0 means DefaultProvisionTimeout (5s).
 	// Env: KAFKA_PROVISION_TIMEOUT, a Go duration such as "5s".
@@ -169,6 +177,7 @@ var envVars = map[string]string{
 	"SASLMechanism":         "KAFKA_SASL_MECHANISM",
 	"SASLUser":              "KAFKA_SASL_USER",
 	"SASLPassword":          "KAFKA_SASL_PASSWORD",
+	"TransactionalID":       "KAFKA_TRANSACTIONAL_ID",
 	"MaxMessageBytes":       "KAFKA_MAX_MESSAGE_BYTES",
 	"ProvisionTimeout":      "KAFKA_PROVISION_TIMEOUT",
 	"ProvisionBackoffMax":   "KAFKA_PROVISION_BACKOFF_MAX",
@@ -197,6 +206,7 @@ func ConfigFromEnv() (Config, error) {
 	c.TLSServerName = strings.TrimSpace(os.Getenv(envVars["TLSServerName"]))
 	c.SASLMechanism = strings.TrimSpace(os.Getenv(envVars["SASLMechanism"]))
 	c.SASLUser = os.Getenv(envVars["SASLUser"])
+	c.TransactionalID = strings.TrimSpace(os.Getenv(envVars["TransactionalID"]))
 	c.SASLPassword = Secret(os.Getenv(envVars["SASLPassword"]))
 	for _, f := range []struct {
 		field string
@@ -337,6 +347,14 @@ func (c Config) Validate() error {
 	}
 	if _, err := partitionerFor(c.Partitioner); err != nil {
 		return configError("Partitioner", "%v", err)
+	}
+	if c.TransactionalID != "" {
+		if acks != sarama.WaitForAll {
+			return configError("RequiredAcks", "%q conflicts with TransactionalID, which needs \"all\"", c.RequiredAcks)
+		}
+		if !version.IsAtLeast(sarama.V0_11_0_0) {
+			return configError("Version", "%s is older than 0.11, which TransactionalID needs", c.Version)
+		}
 	}
 	if c.Idempotent {
 		if acks != sarama.WaitForAll {

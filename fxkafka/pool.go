@@ -50,6 +50,13 @@ type ProducerPool struct {
 	nRetired    int64 // producers taken out of the routing set
 	peak        int   // most producers open at once
 
+	leases     map[*producer]struct{} // lease producers, held or idle
+	leaseIdle  []*producer            // released lease producers, ready for Lease
+	leaseCount int                    // len(leases) plus lease producers being provisioned
+	leasesHeld int                    // leases not yet released
+	slots      map[int]bool           // lease slots in use, until the producer is fully closed
+	leaseFreed chan struct{}          // closed and replaced when a lease producer frees up
+
 	waiting           atomic.Int64
 	waitCount         atomic.Int64
 	waitDuration      atomic.Int64
@@ -96,6 +103,10 @@ func New(cfg Config, opts ...Option) (*ProducerPool, error) {
 		cancel:  cancel,
 		allDone: make(chan struct{}),
 		live:    make(map[*producer]struct{}),
+		leases:  make(map[*producer]struct{}),
+		slots:   make(map[int]bool),
+
+		leaseFreed: make(chan struct{}),
 	}
 	for _, o := range opts {
 		o.apply(p)
@@ -114,7 +125,8 @@ type Stats struct {
 	// Status now.
 
 	MaxProducers int // the cap on producers (Config.MaxProducers)
-	Producers    int // producers open now
+	Producers    int // producers open now, shared and leased
+	Leased       int // leases held now (not yet released)
 	InFlight     int // messages handed to a producer, not yet acknowledged or failed
 	Waiting      int // callers waiting for a producer to be provisioned
 
@@ -155,12 +167,13 @@ func (p *ProducerPool) Stats() Stats {
 	s.LastProvisionError = p.lastErr
 	s.Sent = p.retiredSent
 	s.ProducersRetired = p.nRetired
+	s.Producers = len(*p.producers.Load()) + p.leaseCount
+	s.Leased = p.leasesHeld
 	for pr := range p.live {
 		s.InFlight += int(pr.load.Load())
 		s.Sent += pr.sent.Load()
 	}
 	p.mu.Unlock()
-	s.Producers = len(*p.producers.Load())
 	return s
 }
 
@@ -178,7 +191,7 @@ func (p *ProducerPool) Close(ctx context.Context) error {
 	p.mu.Lock()
 	first := !p.closeOnce
 	p.closeOnce = true
-	var open []*producer
+	var open, leased []*producer
 	if first {
 		p.closed.Store(true)
 		close(p.closing)
@@ -186,13 +199,21 @@ func (p *ProducerPool) Close(ctx context.Context) error {
 		open = *p.producers.Load()
 		p.producers.Store(&[]*producer{})
 		p.nRetired += int64(len(open))
+		leased = p.closeLeasesLocked()
+		p.wg.Add(len(leased))
 	}
 	p.mu.Unlock()
 
 	if first {
-		p.log.Debug("closing producer pool", zap.Int("producers", len(open)))
+		p.log.Debug("closing producer pool", zap.Int("producers", len(open)), zap.Int("leased", len(leased)))
 		for _, pr := range open {
 			pr.retire()
+		}
+		for _, pr := range leased {
+			go func() { // owned by the pool: Close waits for it below
+				defer p.wg.Done()
+				p.closeLease(ctx, pr)
+			}()
 		}
 		go func() { // owned by Close: it ends with the last pool goroutine, which Close waits for
 			p.wg.Wait()

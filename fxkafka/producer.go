@@ -39,6 +39,14 @@ type producer struct {
 
 	drainers atomic.Int32  // running drainer goroutines
 	done     chan struct{} // closed when the producer is fully closed
+
+	broken    atomic.Bool // an error showed it cannot recover; replace, never reuse
+	isRetired atomic.Bool // retire has started
+	slot      int         // lease slot (transactional id suffix), or -1
+	leased    bool        // a lease producer, never in the routing set
+	// closingTxn lets Close abort the open transaction of a lease producer
+	// after the pool is marked closed. Protected by the pool's mu.
+	closingTxn bool
 }
 
 // successDrainers is how many goroutines receive from a producer's
@@ -83,6 +91,7 @@ func (pr *producer) handoff(ctx context.Context, reqs []*sendReq) (int, error) {
 // drainer closes the client. It does not wait. Safe to call more than once.
 func (pr *producer) retire() {
 	pr.once.Do(func() {
+		pr.isRetired.Store(true)
 		close(pr.retiring)
 		pr.gate.Lock()
 		pr.retired = true
@@ -109,6 +118,7 @@ func (pr *producer) drainErrors() {
 		pr.load.Add(-1)
 		r.complete(-1, -1, err)
 		if isBroken(pe.Err) {
+			pr.broken.Store(true)
 			pr.pool.retireBroken(pr, pe.Err)
 		}
 	}

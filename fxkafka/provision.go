@@ -2,6 +2,7 @@ package fxkafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -22,6 +23,9 @@ const (
 	produceRetries   = 3
 	produceBackoff   = 100 * time.Millisecond
 )
+
+// errCapLeased: every producer the cap allows is leased.
+var errCapLeased = errors.New("every producer MaxProducers allows is leased")
 
 // attempt is one provisioning attempt. err is written before done is closed.
 type attempt struct {
@@ -102,6 +106,8 @@ func (p *ProducerPool) attemptForWaiter() (*attempt, error) {
 		return nil, nil
 	case p.attempt != nil:
 		return p.attempt, nil
+	case p.leaseCount >= p.cfg.MaxProducers:
+		return nil, unavailable(errCapLeased)
 	case time.Now().Before(p.nextAttempt):
 		return nil, unavailable(p.lastErr)
 	}
@@ -113,7 +119,7 @@ func (p *ProducerPool) attemptForWaiter() (*attempt, error) {
 func (p *ProducerPool) provisionMore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed.Load() || p.attempt != nil || len(*p.producers.Load()) >= p.cfg.MaxProducers ||
+	if p.closed.Load() || p.attempt != nil || len(*p.producers.Load())+p.leaseCount >= p.cfg.MaxProducers ||
 		time.Now().Before(p.nextAttempt) {
 		return
 	}
@@ -136,7 +142,7 @@ func (p *ProducerPool) provision(a *attempt) {
 	defer p.wg.Done()
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.ProvisionTimeout)
 	defer cancel()
-	pr, err := p.newProducer(ctx)
+	pr, err := p.newProducer(ctx, "")
 
 	p.mu.Lock()
 	p.attempt = nil
@@ -185,10 +191,15 @@ func backoff(n int, limit time.Duration) time.Duration {
 // newProducer dials the brokers, fetches metadata and starts a producer. It
 // returns within ctx: when ctx ends, the dialer closes the connections sarama
 // is blocked on.
-func (p *ProducerPool) newProducer(ctx context.Context) (*producer, error) {
+func (p *ProducerPool) newProducer(ctx context.Context, txnID string) (*producer, error) {
 	d := newDialer(dialTimeout, keepAlive)
 	stop := context.AfterFunc(ctx, d.abort)
-	client, err := sarama.NewClient(p.cfg.Brokers, p.saramaConfig(d))
+	client, err := sarama.NewClient(p.cfg.Brokers, p.saramaConfig(d, txnID))
+	var async sarama.AsyncProducer
+	if err == nil {
+		// A transactional producer fetches its producer id here.
+		async, err = sarama.NewAsyncProducerFromClient(client)
+	}
 	if !stop() {
 		d.abort()
 		if client != nil {
@@ -200,16 +211,13 @@ func (p *ProducerPool) newProducer(ctx context.Context) (*producer, error) {
 		return nil, fmt.Errorf("provision producer: no answer from %v within %v: %w", p.cfg.Brokers, p.cfg.ProvisionTimeout, err)
 	}
 	if err != nil {
+		if client != nil {
+			_ = client.Close()
+		}
 		d.abort()
 		return nil, fmt.Errorf("provision producer: %w", err)
 	}
 	d.ready.Store(true)
-	async, err := sarama.NewAsyncProducerFromClient(client)
-	if err != nil {
-		_ = client.Close()
-		d.abort()
-		return nil, fmt.Errorf("provision producer: %w", err)
-	}
 	pr := &producer{
 		pool:     p,
 		client:   client,
@@ -218,6 +226,7 @@ func (p *ProducerPool) newProducer(ctx context.Context) (*producer, error) {
 		dialer:   d,
 		retiring: make(chan struct{}),
 		done:     make(chan struct{}),
+		slot:     -1,
 	}
 	p.mu.Lock()
 	p.nextID++
@@ -234,12 +243,15 @@ func (p *ProducerPool) forget(pr *producer) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.live, pr)
+	if pr.slot >= 0 {
+		delete(p.slots, pr.slot)
+	}
 	p.retiredSent += pr.sent.Load()
 }
 
 // saramaConfig builds the sarama configuration of one producer. The package
 // doc explains each setting.
-func (p *ProducerPool) saramaConfig(d *dialer) *sarama.Config {
+func (p *ProducerPool) saramaConfig(d *dialer, txnID string) *sarama.Config {
 	c := p.cfg
 	sc := sarama.NewConfig()
 	sc.ClientID = c.ClientID
@@ -280,7 +292,10 @@ func (p *ProducerPool) saramaConfig(d *dialer) *sarama.Config {
 	sc.Producer.Retry.BackoffFunc = pause(produceBackoff)
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
-	if c.Idempotent {
+	if txnID != "" {
+		sc.Producer.Transaction.ID = txnID
+	}
+	if c.Idempotent || txnID != "" {
 		sc.Producer.Idempotent = true
 		sc.Producer.RequiredAcks = sarama.WaitForAll
 		sc.Net.MaxOpenRequests = 1

@@ -102,6 +102,14 @@ func (c *call) release() {
 //     producer and ctx ended first, or sarama gave up after its retries. It
 //     may have been written; the pool will not send it again.
 func (p *ProducerPool) SendMessage(ctx context.Context, msg *sarama.ProducerMessage) (partition int32, offset int64, err error) {
+	return p.sendOne(ctx, msg, p.acquire)
+}
+
+// router picks the producer for n messages and reserves them on its load:
+// the pool's least-loaded routing, or a lease's own producer.
+type router func(ctx context.Context, n int) (*producer, error)
+
+func (p *ProducerPool) sendOne(ctx context.Context, msg *sarama.ProducerMessage, route router) (partition int32, offset int64, err error) {
 	if err := p.checkMessage(msg); err != nil {
 		return -1, -1, err
 	}
@@ -111,7 +119,7 @@ func (p *ProducerPool) SendMessage(ctx context.Context, msg *sarama.ProducerMess
 	c := callPool.Get().(*call)
 	c.req.prepare(msg, &c.batch)
 	c.batch.pending.Store(1)
-	if _, err := p.dispatch(ctx, c.reqs[:]); err != nil {
+	if _, err := p.dispatch(ctx, c.reqs[:], route); err != nil {
 		c.release()
 		return -1, -1, p.count(err)
 	}
@@ -146,6 +154,10 @@ func (p *ProducerPool) SendMessage(ctx context.Context, msg *sarama.ProducerMess
 // [*MessageError] per failed message, in the classes SendMessage documents
 // (errors.Is looks through all of them); the other messages were delivered.
 func (p *ProducerPool) SendMessages(ctx context.Context, msgs []*sarama.ProducerMessage) error {
+	return p.sendBatch(ctx, msgs, p.acquire)
+}
+
+func (p *ProducerPool) sendBatch(ctx context.Context, msgs []*sarama.ProducerMessage, route router) error {
 	for i, m := range msgs {
 		if err := p.checkMessage(m); err != nil {
 			return &MessageError{Index: i, Err: err}
@@ -162,7 +174,7 @@ func (p *ProducerPool) SendMessages(ctx context.Context, msgs []*sarama.Producer
 		reqs[i].prepare(msgs[i], b)
 		ptrs[i] = &reqs[i]
 	}
-	if handed, err := p.dispatch(ctx, ptrs); err != nil {
+	if handed, err := p.dispatch(ctx, ptrs, route); err != nil {
 		for _, r := range ptrs[handed:] {
 			r.complete(-1, -1, err)
 		}
@@ -193,10 +205,10 @@ func (p *ProducerPool) SendMessages(ctx context.Context, msgs []*sarama.Producer
 // mid-way (those were never handed off, so sending them elsewhere cannot
 // duplicate them). It returns how many were handed off; the error, if any,
 // applies to the rest.
-func (p *ProducerPool) dispatch(ctx context.Context, reqs []*sendReq) (int, error) {
+func (p *ProducerPool) dispatch(ctx context.Context, reqs []*sendReq, route router) (int, error) {
 	handed := 0
 	for {
-		pr, err := p.acquire(ctx, len(reqs)-handed)
+		pr, err := route(ctx, len(reqs)-handed)
 		if err != nil {
 			return handed, err
 		}
