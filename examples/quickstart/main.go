@@ -15,6 +15,7 @@
 //	  200 {"partition":P,"offset":O}
 //	  503 {"error":"fxkafka: kafka unavailable, message not sent: ..."}   within a second, during an outage
 //	  504 {"error":"..."}                      no acknowledgement in time; may have been written
+//	GET /readyz      200 when a Kafka broker answers (ProducerPool.Ping), else 503
 //
 // Flags: -addr (default 127.0.0.1:8080), -demo N (send N requests to itself,
 // one a second, and print the answers; default 8, 0 to disable), -exit (stop
@@ -150,9 +151,18 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func newServer(lc fx.Lifecycle, s Settings, h *Handler, log *zap.Logger) *http.Server {
+func newServer(lc fx.Lifecycle, s Settings, h *Handler, pool *fxkafka.ProducerPool, log *zap.Logger) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("/messages", h)
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 500*time.Millisecond)
+		defer cancel()
+		if err := pool.Ping(ctx); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
 	srv := &http.Server{Addr: s.Addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	lc.Append(fx.Hook{
 		OnStart: func(context.Context) error {

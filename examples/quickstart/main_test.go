@@ -51,6 +51,11 @@ func TestQuickstartAnswers503DuringTheOutageThen200(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
 
+	resp, err = http.Get("http://" + addr + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "not ready while Kafka is down")
+
 	close(startBroker)
 	deadline := time.Now().Add(10 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond) // paces the retries
@@ -66,5 +71,9 @@ func TestQuickstartAnswers503DuringTheOutageThen200(t *testing.T) {
 	}
 	assert.Contains(t, body, "partition")
 	assert.Contains(t, body, "offset")
+	resp, err = http.Get("http://" + addr + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	app.RequireStop()
 }
