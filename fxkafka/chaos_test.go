@@ -79,6 +79,21 @@ func everyNth(n int64) func(kmsg.Request) bool {
 	return func(kmsg.Request) bool { return count.Add(1)%n == 0 }
 }
 
+// controlProduce runs fn on every produce request the cluster handles until
+// the returned function is called.
+func controlProduce(c *kfake.Cluster, fn func(*kfake.Cluster, kmsg.Request) (kmsg.Response, error, bool)) (end func()) {
+	var ended atomic.Bool
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if ended.Load() {
+			c.DropControl()
+			return nil, nil, false
+		}
+		c.KeepControl()
+		return fn(c, req)
+	})
+	return func() { ended.Store(true) }
+}
+
 var faults = []fault{
 	{
 		name:    "leadership moves between brokers",
@@ -120,43 +135,27 @@ var faults = []fault{
 		name:    "connections dropped mid-request",
 		brokers: 1,
 		start: func(t *testing.T, env *chaosEnv) func() {
-			c := env.c()
-			var ended atomic.Bool
 			nth := everyNth(5)
-			c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-				if ended.Load() {
-					c.DropControl()
-					return nil, nil, false
-				}
-				c.KeepControl()
+			return controlProduce(env.c(), func(c *kfake.Cluster, req kmsg.Request) (kmsg.Response, error, bool) {
 				if nth(req) {
 					return nil, errors.New("chaos: connection dropped"), true
 				}
 				return nil, nil, false
 			})
-			return func() { ended.Store(true) }
 		},
 	},
 	{
 		name:    "slow broker",
 		brokers: 1,
 		start: func(t *testing.T, env *chaosEnv) func() {
-			c := env.c()
-			var ended atomic.Bool
 			nth := everyNth(3)
-			c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-				if ended.Load() {
-					c.DropControl()
-					return nil, nil, false
-				}
-				c.KeepControl()
+			return controlProduce(env.c(), func(c *kfake.Cluster, req kmsg.Request) (kmsg.Response, error, bool) {
 				if nth(req) {
 					// Injected latency past the callers' deadline, not a wait for an event.
 					c.SleepControl(func() { time.Sleep(2 * chaosDeadline) })
 				}
 				return nil, nil, false
 			})
-			return func() { ended.Store(true) }
 		},
 	},
 	{

@@ -348,20 +348,20 @@ func (c Config) Validate() error {
 	if _, err := partitionerFor(c.Partitioner); err != nil {
 		return configError("Partitioner", "%v", err)
 	}
-	if c.TransactionalID != "" {
+	// Idempotent producers, and the transactional ones leases get, need
+	// acks from all in-sync replicas and Kafka 0.11.
+	for _, needs := range []struct {
+		on   bool
+		name string
+	}{{c.Idempotent, "Idempotent"}, {c.TransactionalID != "", "TransactionalID"}} {
+		if !needs.on {
+			continue
+		}
 		if acks != sarama.WaitForAll {
-			return configError("RequiredAcks", "%q conflicts with TransactionalID, which needs \"all\"", c.RequiredAcks)
+			return configError("RequiredAcks", "%q conflicts with %s, which needs \"all\"", c.RequiredAcks, needs.name)
 		}
 		if !version.IsAtLeast(sarama.V0_11_0_0) {
-			return configError("Version", "%s is older than 0.11, which TransactionalID needs", c.Version)
-		}
-	}
-	if c.Idempotent {
-		if acks != sarama.WaitForAll {
-			return configError("RequiredAcks", "%q conflicts with Idempotent, which needs \"all\"", c.RequiredAcks)
-		}
-		if !version.IsAtLeast(sarama.V0_11_0_0) {
-			return configError("Version", "%s is older than 0.11, which Idempotent needs", c.Version)
+			return configError("Version", "%s is older than 0.11, which %s needs", c.Version, needs.name)
 		}
 	}
 	return nil

@@ -111,6 +111,25 @@
 //     cost a little on every request and start a process-wide goroutine that
 //     never exits; the pool reports [Stats] instead. Nothing global is set.
 //
+// # Security, readiness, metrics
+//
+// Config's TLS fields (a CA file, a client certificate and key, a server
+// name, and an insecure-skip-verify switch that is logged as a warning) and
+// SASL fields (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) are checked when the pool
+// is made; the password is a [Secret], which never prints.
+// [ProducerPool.Ping] reports whether a broker answers, for readiness
+// probes. [ProducerPool.Stats] is a snapshot like sql.DBStats; the
+// fxkafkaprom package exports it to Prometheus.
+//
+// # Leases and transactions
+//
+// [ProducerPool.Lease] hands one producer to one caller until
+// [Lease.Release], counted against Config.MaxProducers. With
+// Config.TransactionalID set, leased producers are transactional, each with
+// its own transactional id, and [Lease.BeginTxn], [Lease.CommitTxn] and
+// [Lease.AbortTxn] frame their sends. Close aborts the transactions of
+// leases not released.
+//
 // # Fx
 //
 // [Module] provides [Config] (from [ConfigFromEnv]), [*ProducerPool] and
