@@ -38,12 +38,12 @@ type ProducerPool struct {
 	wg        sync.WaitGroup     // every goroutine the pool starts
 	allDone   chan struct{}      // closed when wg is done after Close
 
-	mu          sync.Mutex // protects following fields
-	attempt     *attempt   // the provisioning attempt under way, or nil
-	failures    int        // consecutive failed provisioning attempts
-	nextAttempt time.Time  // no attempt starts before this (backoff)
-	lastErr     error      // the last provisioning error, nil after a success
-	live        map[*producer]struct{}
+	mu          sync.Mutex             // protects following fields
+	attempt     *attempt               // the provisioning attempt under way, or nil
+	failures    int                    // consecutive failed provisioning attempts
+	nextAttempt time.Time              // no attempt starts before this (backoff)
+	lastErr     error                  // the last provisioning error, nil after a success
+	live        map[*producer]struct{} // every producer not yet fully closed: shared, leased, retiring
 	nextID      int
 	closeOnce   bool  // the first Close has started the shutdown
 	retiredSent int64 // messages acknowledged by producers no longer live

@@ -294,6 +294,15 @@ func (p *ProducerPool) saramaConfig(d *dialer, txnID string) *sarama.Config {
 	sc.Producer.Return.Errors = true
 	if txnID != "" {
 		sc.Producer.Transaction.ID = txnID
+		// Not skipped while provisioning: a broker answers
+		// CONCURRENT_TRANSACTIONS until it has finished aborting the
+		// previous holder's transaction, which takes time.
+		sc.Producer.Transaction.Retry.BackoffFunc = func(int, int) time.Duration {
+			if d.aborted.Load() {
+				return 0
+			}
+			return produceBackoff
+		}
 	}
 	if c.Idempotent || txnID != "" {
 		sc.Producer.Idempotent = true
