@@ -116,13 +116,14 @@ func (p *ProducerPool) provisionLease(a *attempt, slot int) {
 	closed := p.closed.Load()
 	switch {
 	case err != nil:
-		p.leaseCount--
+		if !closed { // Close zeroed leaseCount, this attempt included
+			p.leaseCount--
+		}
 		delete(p.slots, slot)
 		p.provisionFailures.Add(1)
 		p.lastErr = err
 	case closed:
 		pr.slot = slot
-		p.leaseCount--
 		err = ErrPoolClosed
 	default:
 		pr.slot, pr.leased = slot, true
