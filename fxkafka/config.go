@@ -261,43 +261,31 @@ func splitList(s string) []string {
 	return out
 }
 
-func envInt(field string, dst *int) error {
+// envParse sets *dst from field's environment variable, if it is set, with
+// parse; want says what a valid value looks like.
+func envParse[T any](field string, dst *T, parse func(string) (T, error), want string) error {
 	s := strings.TrimSpace(os.Getenv(envVars[field]))
 	if s == "" {
 		return nil
 	}
-	n, err := strconv.Atoi(s)
+	v, err := parse(s)
 	if err != nil {
-		return configError(field, "%q is not an integer", s)
+		return configError(field, "%q is not %s", s, want)
 	}
-	*dst = n
+	*dst = v
 	return nil
+}
+
+func envInt(field string, dst *int) error {
+	return envParse(field, dst, strconv.Atoi, "an integer")
 }
 
 func envBool(field string, dst *bool) error {
-	s := strings.TrimSpace(os.Getenv(envVars[field]))
-	if s == "" {
-		return nil
-	}
-	b, err := strconv.ParseBool(s)
-	if err != nil {
-		return configError(field, "%q is not true or false", s)
-	}
-	*dst = b
-	return nil
+	return envParse(field, dst, strconv.ParseBool, "true or false")
 }
 
 func envDuration(field string, dst *time.Duration) error {
-	s := strings.TrimSpace(os.Getenv(envVars[field]))
-	if s == "" {
-		return nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return configError(field, "%q is not a duration such as \"5s\"", s)
-	}
-	*dst = d
-	return nil
+	return envParse(field, dst, time.ParseDuration, `a duration such as "5s"`)
 }
 
 // Validate reports the first problem with c as a [*ConfigError], or nil.

@@ -209,22 +209,10 @@ func TestLeaseWithoutTransactionalIDHasNoTransactions(t *testing.T) {
 
 func TestCloseDuringALeaseProvisioningReturnsByItsDeadline(t *testing.T) {
 	checkLeaks(t)
-	h := startHungListener(t)
-	cfg := testConfig(h.addr())
-	cfg.ProvisionTimeout = time.Minute
-	p, err := New(cfg)
-	require.NoError(t, err)
-
-	leaseErr := make(chan error, 1)
-	go func() {
+	p, err := closeWhileProvisioningHangs(t, func(p *ProducerPool) error {
 		_, err := p.Lease(context.Background())
-		leaseErr <- err
-	}()
-	<-h.accepted
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	require.NoError(t, p.Close(ctx))
-	require.NoError(t, ctx.Err())
-	assert.ErrorIs(t, <-leaseErr, ErrPoolClosed)
+		return err
+	})
+	assert.ErrorIs(t, err, ErrPoolClosed)
 	assert.Zero(t, p.Stats().Producers)
 }

@@ -97,25 +97,35 @@ func TestSendToHungBrokerReturnsByItsDeadline(t *testing.T) {
 
 func TestCloseWithHungProvisioningReturnsByItsDeadline(t *testing.T) {
 	checkLeaks(t)
+	p, err := closeWhileProvisioningHangs(t, func(p *ProducerPool) error {
+		_, _, err := p.SendMessage(context.Background(), msg("x"))
+		return err
+	})
+	assert.ErrorIs(t, err, ErrPoolClosed)
+	assert.EqualValues(t, 1, p.Stats().ProvisionFailures)
+}
+
+// closeWhileProvisioningHangs runs call on a pool whose broker accepts
+// connections and never answers, closes the pool once provisioning is
+// connected, checks that Close returned before its deadline, and returns
+// call's error.
+func closeWhileProvisioningHangs(t *testing.T, call func(*ProducerPool) error) (*ProducerPool, error) {
+	t.Helper()
 	h := startHungListener(t)
 	cfg := testConfig(h.addr())
 	cfg.ProvisionTimeout = time.Minute
 	p, err := New(cfg)
 	require.NoError(t, err)
 
-	sendErr := make(chan error, 1)
-	go func() {
-		_, _, err := p.SendMessage(context.Background(), msg("x"))
-		sendErr <- err
-	}()
+	callErr := make(chan error, 1)
+	go func() { callErr <- call(p) }()
 	<-h.accepted // provisioning is connected and waiting for an answer
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, p.Close(ctx))
 	assert.NoError(t, ctx.Err(), "Close returned before its deadline")
-	assert.ErrorIs(t, <-sendErr, ErrPoolClosed)
-	assert.EqualValues(t, 1, p.Stats().ProvisionFailures)
+	return p, <-callErr
 }
 
 func TestPoolRecoversWhenBrokerStartsAfterOutage(t *testing.T) {
