@@ -11,19 +11,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// sarama settings the pool fixes; the package doc explains each.
-const (
-	dialTimeout      = 3 * time.Second
-	keepAlive        = 30 * time.Second
-	readTimeout      = 10 * time.Second
-	writeTimeout     = 10 * time.Second
-	brokerAckTimeout = 5 * time.Second // Producer.Timeout: below readTimeout
-	metadataRetries  = 1
-	metadataBackoff  = 100 * time.Millisecond
-	produceRetries   = 3
-	produceBackoff   = 100 * time.Millisecond
-)
-
 // errCapLeased: every producer the cap allows is leased.
 var errCapLeased = errors.New("every producer MaxProducers allows is leased")
 
@@ -31,66 +18,6 @@ var errCapLeased = errors.New("every producer MaxProducers allows is leased")
 type attempt struct {
 	done chan struct{}
 	err  error
-}
-
-// acquire returns the producer a send of n messages should use, with n
-// reserved on its load. With no producer open it starts or joins a
-// provisioning attempt and waits for it as long as ctx allows; while the pool
-// backs off after a failure it fails at once with ErrUnavailable.
-func (p *ProducerPool) acquire(ctx context.Context, n int) (*producer, error) {
-	var waitStart time.Time
-	defer func() {
-		if !waitStart.IsZero() {
-			p.waiting.Add(-1)
-			p.waitCount.Add(1)
-			p.waitDuration.Add(int64(time.Since(waitStart)))
-		}
-	}()
-	for {
-		if p.closed.Load() {
-			return nil, ErrPoolClosed
-		}
-		prods := *p.producers.Load()
-		if pr := leastLoaded(prods); pr != nil {
-			if pr.load.Add(int64(n))-int64(n) >= int64(p.cfg.ProducerBusyAt) && len(prods) < p.cfg.MaxProducers {
-				p.provisionMore()
-			}
-			return pr, nil
-		}
-		a, err := p.attemptForWaiter()
-		if err != nil {
-			return nil, err
-		}
-		if a == nil {
-			continue // a producer appeared
-		}
-		if waitStart.IsZero() {
-			waitStart = time.Now()
-			p.waiting.Add(1)
-		}
-		select {
-		case <-a.done:
-			if a.err != nil {
-				return nil, unavailable(a.err)
-			}
-		case <-ctx.Done():
-			return nil, unavailable(ctx.Err())
-		case <-p.closing:
-			return nil, ErrPoolClosed
-		}
-	}
-}
-
-// leastLoaded returns the producer with the lowest load, or nil.
-func leastLoaded(prods []*producer) *producer {
-	var best *producer
-	var bestLoad int64
-	for _, pr := range prods {
-		if l := pr.load.Load(); best == nil || l < bestLoad {
-			best, bestLoad = pr, l
-		}
-	}
-	return best
 }
 
 // attemptForWaiter returns the attempt a caller with no producer should wait
@@ -247,67 +174,4 @@ func (p *ProducerPool) forget(pr *producer) {
 		delete(p.slots, pr.slot)
 	}
 	p.retiredSent += pr.sent.Load()
-}
-
-// saramaConfig builds the sarama configuration of one producer. The package
-// doc explains each setting.
-func (p *ProducerPool) saramaConfig(d *dialer, txnID string) *sarama.Config {
-	c := p.cfg
-	sc := sarama.NewConfig()
-	sc.ClientID = c.ClientID
-	if c.Version != "" {
-		sc.Version, _ = sarama.ParseKafkaVersion(c.Version) // checked by Validate
-	}
-	sc.MetricRegistry = nopRegistry{}
-	p.sec.apply(c, sc)
-
-	sc.Net.Proxy.Enable = true
-	sc.Net.Proxy.Dialer = d
-	sc.Net.DialTimeout = dialTimeout
-	sc.Net.ReadTimeout = readTimeout
-	sc.Net.WriteTimeout = writeTimeout
-	sc.Net.KeepAlive = keepAlive
-
-	// sarama's retry pauses are skipped while provisioning (the pool's own
-	// backoff paces attempts, and a caller may be waiting) and once the
-	// producer is being abandoned.
-	pause := func(normal time.Duration) func(int, int) time.Duration {
-		return func(int, int) time.Duration {
-			if !d.ready.Load() || d.aborted.Load() {
-				return 0
-			}
-			return normal
-		}
-	}
-	sc.Metadata.Full = true
-	sc.Metadata.Retry.Max = metadataRetries
-	sc.Metadata.Retry.BackoffFunc = pause(metadataBackoff)
-	sc.Metadata.Timeout = c.ProvisionTimeout
-
-	sc.Producer.RequiredAcks, _ = parseAcks(c.RequiredAcks) // checked by Validate
-	sc.Producer.Timeout = brokerAckTimeout
-	sc.Producer.MaxMessageBytes = c.MaxMessageBytes
-	sc.Producer.Partitioner, _ = partitionerFor(c.Partitioner) // checked by Validate
-	sc.Producer.Retry.Max = produceRetries
-	sc.Producer.Retry.BackoffFunc = pause(produceBackoff)
-	sc.Producer.Return.Successes = true
-	sc.Producer.Return.Errors = true
-	if txnID != "" {
-		sc.Producer.Transaction.ID = txnID
-		// Not skipped while provisioning: a broker answers
-		// CONCURRENT_TRANSACTIONS until it has finished aborting the
-		// previous holder's transaction, which takes time.
-		sc.Producer.Transaction.Retry.BackoffFunc = func(int, int) time.Duration {
-			if d.aborted.Load() {
-				return 0
-			}
-			return produceBackoff
-		}
-	}
-	if c.Idempotent || txnID != "" {
-		sc.Producer.Idempotent = true
-		sc.Producer.RequiredAcks = sarama.WaitForAll
-		sc.Net.MaxOpenRequests = 1
-	}
-	return sc
 }
