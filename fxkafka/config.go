@@ -63,7 +63,8 @@ type Config struct {
 	// each message once even when sarama retries it. It requires (and sets)
 	// RequiredAcks "all", one open request per connection, and a Version of
 	// at least 0.11; setting RequiredAcks to anything else is an error. It
-	// costs throughput (one request in flight per broker connection).
+	// costs some throughput (one request in flight per broker connection):
+	// 0.89x at 1 sender and 0.95x at 16 against kfake, see the README.
 	// Default false. Env: KAFKA_IDEMPOTENT ("true" or "false").
 	Idempotent bool `json:"idempotent" yaml:"idempotent" env:"KAFKA_IDEMPOTENT"`
 
