@@ -283,7 +283,7 @@ func runChaos(t *testing.T, f fault, idempotent, closeDuring bool) chaosTally {
 	env.restart(t)
 	t.Cleanup(env.stop)
 
-	cfg := testConfig(kfakeAddrs(env.c())...)
+	cfg := testConfig(env.c().ListenAddrs()...)
 	cfg.MaxProducers = chaosMax
 	cfg.ProducerBusyAt = 8
 	cfg.Idempotent = idempotent
@@ -320,8 +320,6 @@ func runChaos(t *testing.T, f fault, idempotent, closeDuring bool) chaosTally {
 	assert.LessOrEqual(t, p.peak, chaosMax, "the cap held")
 	return tally
 }
-
-func kfakeAddrs(c *kfake.Cluster) []string { return c.ListenAddrs() }
 
 // checkStored compares what the broker holds with what every sender was told.
 func checkStored(t *testing.T, env *chaosEnv, results map[string]error, idempotent bool, tally *chaosTally) {

@@ -73,7 +73,7 @@ type hungListener struct {
 	ln       net.Listener
 	mu       sync.Mutex
 	conns    []net.Conn
-	accepted chan struct{} // receives once per accepted connection
+	accepted chan net.Addr // the remote address of each accepted connection
 	wg       sync.WaitGroup
 }
 
@@ -81,7 +81,7 @@ func startHungListener(t testing.TB) *hungListener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	h := &hungListener{ln: ln, accepted: make(chan struct{}, 64)}
+	h := &hungListener{ln: ln, accepted: make(chan net.Addr, 64)}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -94,7 +94,7 @@ func startHungListener(t testing.TB) *hungListener {
 			h.conns = append(h.conns, c)
 			h.mu.Unlock()
 			select {
-			case h.accepted <- struct{}{}:
+			case h.accepted <- c.RemoteAddr():
 			default:
 			}
 		}

@@ -126,7 +126,7 @@ func (p *ProducerPool) provisionLease(a *attempt, slot int) {
 		pr.slot = slot
 		err = ErrPoolClosed
 	default:
-		pr.slot, pr.leased = slot, true
+		pr.slot = slot
 		p.leases[pr] = struct{}{}
 		p.leaseIdle = append(p.leaseIdle, pr)
 		p.broadcastLeaseLocked()
@@ -229,7 +229,7 @@ func (p *ProducerPool) runTxnStep(ctx context.Context, pr *producer, step func(*
 		defer p.wg.Done()
 		pr.gate.RLock()
 		defer pr.gate.RUnlock()
-		if pr.retired {
+		if pr.isRetired.Load() {
 			result <- ErrPoolClosed
 			return
 		}
@@ -285,8 +285,9 @@ func (l *Lease) Release() {
 	p.mu.Unlock()
 }
 
-// closeLeases aborts the open transactions of every lease producer (held or
-// idle) and closes them; run by Close, in goroutines owned by the pool.
+// closeLeasesLocked takes every lease producer (held or idle) out of the
+// pool for Close, which aborts their open transactions and closes them with
+// closeLease.
 func (p *ProducerPool) closeLeasesLocked() []*producer {
 	var prs []*producer
 	for pr := range p.leases {

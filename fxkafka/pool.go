@@ -45,7 +45,6 @@ type ProducerPool struct {
 	lastErr     error                  // the last provisioning error, nil after a success
 	live        map[*producer]struct{} // every producer not yet fully closed: shared, leased, retiring
 	nextID      int
-	closeOnce   bool  // the first Close has started the shutdown
 	retiredSent int64 // messages acknowledged by producers no longer live
 	nRetired    int64 // producers taken out of the routing set
 	peak        int   // most producers open at once
@@ -148,8 +147,8 @@ type Stats struct {
 	LastProvisionError error
 }
 
-// Stats returns a snapshot of the pool's state. It takes no lock on the send
-// path and is cheap enough to call on every scrape.
+// Stats returns a snapshot of the pool's state. It takes the pool's mutex,
+// which the send path does not use, and is cheap enough for every scrape.
 func (p *ProducerPool) Stats() Stats {
 	s := Stats{
 		MaxProducers:      p.cfg.MaxProducers,
@@ -189,8 +188,7 @@ func (p *ProducerPool) Stats() Stats {
 // call more than once and concurrently; later calls wait like the first.
 func (p *ProducerPool) Close(ctx context.Context) error {
 	p.mu.Lock()
-	first := !p.closeOnce
-	p.closeOnce = true
+	first := !p.closed.Load()
 	var open, leased []*producer
 	if first {
 		p.closed.Store(true)

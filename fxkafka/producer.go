@@ -30,20 +30,18 @@ type producer struct {
 	sent atomic.Int64 // messages acknowledged
 
 	// gate orders hand-offs before AsyncClose: a hand-off holds it shared
-	// while it writes to input; retire takes it exclusively to set retired,
-	// after which nothing writes to input, which sarama closes on shutdown.
-	gate     sync.RWMutex
-	retired  bool          // protected by gate
-	retiring chan struct{} // closed when retire starts: wakes blocked hand-offs
-	once     sync.Once
+	// while it writes to input and checks isRetired first; retire sets
+	// isRetired, then takes the gate exclusively, which waits out the
+	// hand-offs under way. After that nothing writes to input, which sarama
+	// closes on shutdown.
+	gate      sync.RWMutex
+	isRetired atomic.Bool   // retire has started
+	retiring  chan struct{} // closed when retire starts: wakes blocked hand-offs
+	once      sync.Once
 
-	drainers atomic.Int32  // running drainer goroutines
-	done     chan struct{} // closed when the producer is fully closed
-
-	broken    atomic.Bool // an error showed it cannot recover; replace, never reuse
-	isRetired atomic.Bool // retire has started
-	slot      int         // lease slot (transactional id suffix), or -1
-	leased    bool        // a lease producer, never in the routing set
+	drainers atomic.Int32 // running drainer goroutines
+	broken   atomic.Bool  // an error showed it cannot recover; replace, never reuse
+	slot     int          // lease slot (transactional id suffix), or -1
 	// closingTxn lets Close abort the open transaction of a lease producer
 	// after the pool is marked closed. Protected by the pool's mu.
 	closingTxn bool
@@ -71,7 +69,7 @@ func (pr *producer) start() {
 func (pr *producer) handoff(ctx context.Context, reqs []*sendReq) (int, error) {
 	pr.gate.RLock()
 	defer pr.gate.RUnlock()
-	if pr.retired {
+	if pr.isRetired.Load() {
 		return 0, errRetired
 	}
 	for i, r := range reqs {
@@ -93,8 +91,7 @@ func (pr *producer) retire() {
 	pr.once.Do(func() {
 		pr.isRetired.Store(true)
 		close(pr.retiring)
-		pr.gate.Lock()
-		pr.retired = true
+		pr.gate.Lock() // waits out the hand-offs and transaction steps under way
 		pr.gate.Unlock()
 		pr.async.AsyncClose()
 	})
@@ -139,7 +136,7 @@ func classify(pe *sarama.ProducerError) error {
 }
 
 // drained runs as each drainer exits; the last one closes the client and
-// the connections and marks the producer done.
+// the connections and forgets the producer.
 func (pr *producer) drained() {
 	defer pr.pool.wg.Done()
 	if pr.drainers.Add(-1) > 0 {
@@ -150,5 +147,4 @@ func (pr *producer) drained() {
 	}
 	pr.dialer.abort()
 	pr.pool.forget(pr)
-	close(pr.done)
 }

@@ -152,7 +152,6 @@ func (p *ProducerPool) newProducer(ctx context.Context, txnID string) (*producer
 		input:    async.Input(),
 		dialer:   d,
 		retiring: make(chan struct{}),
-		done:     make(chan struct{}),
 		slot:     -1,
 	}
 	p.mu.Lock()
