@@ -9,7 +9,7 @@ import (
 	"github.com/IBM/sarama"
 	"go.uber.org/fx"
 
-	"github.com/fxkafka/fxkafka/fxkafka"
+	"go.fxkafka.dev/fxkafka"
 )
 
 // The README's usage snippet, compiled and run.

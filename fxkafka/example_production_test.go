@@ -7,7 +7,7 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/fxkafka/fxkafka/fxkafka"
+	"go.fxkafka.dev/fxkafka"
 )
 
 // A lease holds one producer for one caller; with TransactionalID it is

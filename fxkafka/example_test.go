@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/fx"
 
-	"github.com/fxkafka/fxkafka/fxkafka"
+	"go.fxkafka.dev/fxkafka"
 )
 
 // localBroker starts an in-process broker for the examples; a service uses

@@ -35,7 +35,7 @@ import (
 	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
 
-	"github.com/fxkafka/fxkafka/fxkafka"
+	"go.fxkafka.dev/fxkafka"
 )
 
 // Topic receives the orders.

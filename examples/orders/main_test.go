@@ -17,8 +17,8 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
-	"github.com/fxkafka/fxkafka/fxkafka"
-	"github.com/fxkafka/fxkafka/fxkafka/fxkafkatest"
+	"go.fxkafka.dev/fxkafka"
+	"go.fxkafka.dev/fxkafka/fxkafkatest"
 )
 
 var ignoreBreaker = goleak.IgnoreAnyFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer")

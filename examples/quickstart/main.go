@@ -42,7 +42,7 @@ import (
 	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
 
-	"github.com/fxkafka/fxkafka/fxkafka"
+	"go.fxkafka.dev/fxkafka"
 )
 
 // Topic is where the service publishes.

@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
-	"github.com/fxkafka/fxkafka/fxkafka"
+	"go.fxkafka.dev/fxkafka"
 )
 
 // Collector is a prometheus.Collector reading a pool's Stats on every

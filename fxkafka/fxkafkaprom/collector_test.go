@@ -14,9 +14,9 @@ import (
 	"go.uber.org/fx/fxtest"
 	"go.uber.org/goleak"
 
-	"github.com/fxkafka/fxkafka/fxkafka"
-	"github.com/fxkafka/fxkafka/fxkafka/fxkafkaprom"
-	"github.com/fxkafka/fxkafka/fxkafka/fxkafkatest"
+	"go.fxkafka.dev/fxkafka"
+	"go.fxkafka.dev/fxkafka/fxkafkaprom"
+	"go.fxkafka.dev/fxkafka/fxkafkatest"
 )
 
 var ignoreBreaker = goleak.IgnoreAnyFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer")

@@ -8,8 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/fx"
 
-	"github.com/fxkafka/fxkafka/fxkafka"
-	"github.com/fxkafka/fxkafka/fxkafka/fxkafkaprom"
+	"go.fxkafka.dev/fxkafka"
+	"go.fxkafka.dev/fxkafka/fxkafkaprom"
 )
 
 // Add the module next to fxkafka.Module; it registers with the app's

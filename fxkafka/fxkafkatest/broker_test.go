@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/fxkafka/fxkafka/fxkafka"
-	"github.com/fxkafka/fxkafka/fxkafka/fxkafkatest"
+	"go.fxkafka.dev/fxkafka"
+	"go.fxkafka.dev/fxkafka/fxkafkatest"
 )
 
 func newPool(t *testing.T, cfg fxkafka.Config) *fxkafka.ProducerPool {

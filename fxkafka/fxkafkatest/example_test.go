@@ -8,8 +8,8 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/fxkafka/fxkafka/fxkafka"
-	"github.com/fxkafka/fxkafka/fxkafka/fxkafkatest"
+	"go.fxkafka.dev/fxkafka"
+	"go.fxkafka.dev/fxkafka/fxkafkatest"
 )
 
 // A test of outage handling: take the broker down, see the send refused,
