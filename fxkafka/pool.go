@@ -24,8 +24,9 @@ import (
 // its OnStop hook), which flushes and closes every producer it made.
 type ProducerPool struct {
 	cfg Config
-	sec security
-	log *zap.Logger
+	sec   security
+	log   *zap.Logger
+	hooks hookSet // set by options in New, read-only after
 
 	// producers is an immutable snapshot of the open producers, replaced
 	// (under mu) whenever one is added or removed, so routing a send takes

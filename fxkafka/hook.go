@@ -1,0 +1,144 @@
+package fxkafka
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Hook observes a pool: its sends, its provisioning and the retirement of
+// its producers. A Hook is any value; the pool calls the methods of the
+// Hook* interfaces below that it implements and ignores the rest, as
+// franz-go's kgo does, so a hook implements only what it needs and new
+// events never break an existing hook. Register hooks with [WithHook].
+//
+// Hooks run on the send path: they must be fast and must never block
+// (hand slow work to a goroutine of your own). A panicking hook is not
+// recovered. The pool calls each send hook exactly once per message, even
+// when the message is routed again to another producer.
+type Hook any
+
+// HookSendStart is called once per message when a send accepts it ([ProducerPool.SendMessage],
+// [ProducerPool.SendMessages], [ProducerPool.Produce] and a [Lease]'s sends), after the message passed
+// validation and before the pool hands it to a producer, on the caller's goroutine.
+//
+// msg is the pool's own copy of the caller's message: the hook may add or change headers (to
+// propagate a trace context, say), and they are sent; it must not keep msg after
+// [HookSendEnd.OnSendEnd]. The context returned replaces ctx for this message's
+// [HookSendEnd.OnSendEnd] call (a tracing hook returns the context holding its span); it never
+// changes how long the caller waits.
+type HookSendStart interface {
+	OnSendStart(ctx context.Context, msg *sarama.ProducerMessage) context.Context
+}
+
+// HookSendEnd is called once per message that [HookSendStart] saw, when its outcome is known: acknowledged
+// (info.Err nil), refused, failed, or abandoned because the caller's context ended. It runs on the
+// goroutine that learned the outcome: a pool goroutine for a broker's answer, the caller's for a
+// send that failed before hand-off or whose caller stopped waiting. ctx is the one OnSendStart
+// returned; msg is the pool's copy, with Partition, Offset and Timestamp set when acknowledged.
+type HookSendEnd interface {
+	OnSendEnd(ctx context.Context, msg *sarama.ProducerMessage, info SendInfo)
+}
+
+// HookProvision is called when a provisioning attempt ends, successful or not, on the pool goroutine
+// that ran it.
+type HookProvision interface {
+	OnProvision(info ProvisionInfo)
+}
+
+// HookRetire is called when the pool takes a producer out of use for good: found broken, or closed
+// by [ProducerPool.Close]. It runs on the goroutine that retired the producer.
+type HookRetire interface {
+	OnRetire(info RetireInfo)
+}
+
+// SendInfo is what [HookSendEnd] learns of one message.
+type SendInfo struct {
+	Partition int32         // the partition written to; -1 if not written
+	Offset    int64         // its offset; -1 if not written
+	Err       error         // nil if acknowledged; else in the classes SendMessage documents
+	Class     string        // ErrorClass(Err): "ok", "unavailable", "closed", "invalid" or "unknown"
+	Duration  time.Duration // from OnSendStart to the outcome
+	Producer  int           // the id of the producer that carried it; 0 if none did
+	Batch     int           // messages in the record batch it was written in; 0 if not written
+}
+
+// ProvisionInfo is what [HookProvision] learns of one provisioning attempt.
+type ProvisionInfo struct {
+	Producer int           // the new producer's id; 0 if the attempt failed
+	Leased   bool          // made for a [Lease] rather than for shared sends
+	Duration time.Duration // how long the attempt took
+	Err      error         // nil on success; wraps the cause otherwise
+}
+
+// RetireInfo is what [HookRetire] learns of one retired producer.
+type RetireInfo struct {
+	Producer int   // the producer's id
+	Cause    error // why: the error that showed it broken, or ErrPoolClosed
+}
+
+// Error classes, as [ErrorClass] names them and [SendInfo.Class] and fxkafka's metrics report them.
+const (
+	ClassOK          = "ok"          // acknowledged
+	ClassUnavailable = "unavailable" // ErrUnavailable: not sent, never sent later
+	ClassClosed      = "closed"      // ErrPoolClosed: not accepted
+	ClassInvalid     = "invalid"     // ErrInvalidMessage: refused, not written
+	ClassUnknown     = "unknown"     // ErrDeliveryUnknown: may have been written
+)
+
+// ErrorClass names the class of an error a send returned: [ClassOK] for nil, [ClassUnavailable],
+// [ClassClosed], [ClassInvalid] or [ClassUnknown]. An error of none of those classes (which the
+// pool's sends do not return) is [ClassUnknown].
+func ErrorClass(err error) string {
+	switch {
+	case err == nil:
+		return ClassOK
+	case errors.Is(err, ErrPoolClosed):
+		return ClassClosed
+	case errors.Is(err, ErrUnavailable):
+		return ClassUnavailable
+	case errors.Is(err, ErrInvalidMessage):
+		return ClassInvalid
+	}
+	return ClassUnknown
+}
+
+// WithHook registers a hook; see [Hook]. Give it several times for several hooks: they run in the
+// order registered. A nil hook is ignored.
+func WithHook(h Hook) Option {
+	return optionFunc(func(p *ProducerPool) {
+		if h != nil {
+			p.hooks.add(h)
+		}
+	})
+}
+
+// hookSet holds the registered hooks split by interface, so the send path
+// checks a slice length, never a type assertion.
+type hookSet struct {
+	sendStart []HookSendStart
+	sendEnd   []HookSendEnd
+	provision []HookProvision
+	retire    []HookRetire
+}
+
+func (hs *hookSet) add(h Hook) {
+	if x, ok := h.(HookSendStart); ok {
+		hs.sendStart = append(hs.sendStart, x)
+	}
+	if x, ok := h.(HookSendEnd); ok {
+		hs.sendEnd = append(hs.sendEnd, x)
+	}
+	if x, ok := h.(HookProvision); ok {
+		hs.provision = append(hs.provision, x)
+	}
+	if x, ok := h.(HookRetire); ok {
+		hs.retire = append(hs.retire, x)
+	}
+}
+
+// onSend reports whether any send hook is registered: the send path copies
+// the caller's message only then.
+func (hs *hookSet) onSend() bool { return len(hs.sendStart)+len(hs.sendEnd) > 0 }
