@@ -23,7 +23,7 @@ import (
 // A pool must be closed with [ProducerPool.Close] (the Fx module does it in
 // its OnStop hook), which flushes and closes every producer it made.
 type ProducerPool struct {
-	cfg Config
+	cfg   Config
 	sec   security
 	log   *zap.Logger
 	hooks hookSet // set by options in New, read-only after
