@@ -330,7 +330,7 @@ func checkStored(t *testing.T, env *chaosEnv, results map[string]error, idempote
 		tally.stored++
 		tally.duplicates += n - 1
 		if n > 1 && idempotent {
-			var where []record
+			var where []storedRecord
 			for _, r := range recs {
 				if r.Value == v {
 					where = append(where, r)

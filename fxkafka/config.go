@@ -368,14 +368,14 @@ func parseAcks(s string) (sarama.RequiredAcks, error) {
 	return 0, fmt.Errorf("%q is not one of all, leader, none", s)
 }
 
-func partitionerFor(name string) (sarama.PartitionerConstructor, error) {
+func partitionerFor(name string) (sticky bool, err error) {
 	switch strings.ToLower(name) {
 	case "", "sticky":
-		return newStickyPartitioner, nil
+		return true, nil
 	case "hash":
-		return sarama.NewHashPartitioner, nil
+		return false, nil
 	}
-	return nil, fmt.Errorf("%q is not one of sticky, hash", name)
+	return false, fmt.Errorf("%q is not one of sticky, hash", name)
 }
 
 // withDefaults returns c with every zero field set to its default.

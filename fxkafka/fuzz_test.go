@@ -1,6 +1,7 @@
 package fxkafka
 
 import (
+	"encoding/binary"
 	"context"
 	"errors"
 	"strings"
@@ -97,12 +98,15 @@ func FuzzMessageValidation(f *testing.F) {
 		if !nilValue {
 			m.Value = sarama.ByteEncoder(value)
 		}
-		err = p.checkMessage(m)
-		tooBig := m.ByteSize(2) > 1000
+		r, err := p.newRecord(m)
+		if r != nil {
+			r.release()
+		}
+		size := brokerCountedSize(m)
 		switch {
-		case topic == "" || tooBig:
+		case topic == "" || len(topic) > 249 || size > 1000:
 			if !errors.Is(err, ErrInvalidMessage) {
-				t.Fatalf("topic %q, %d bytes: want ErrInvalidMessage, got %v", topic, m.ByteSize(2), err)
+				t.Fatalf("topic %q, %d bytes: want ErrInvalidMessage, got %v", topic, size, err)
 			}
 		case err != nil:
 			t.Fatalf("valid message refused: %v", err)
@@ -114,3 +118,29 @@ func FuzzMessageValidation(f *testing.F) {
 }
 
 func durationOf(n int64) time.Duration { return time.Duration(n) }
+
+// brokerCountedSize is what a broker counts against max.message.bytes for
+// m alone in a record batch: the batch header and the record, whose offset
+// and timestamp deltas are 0 (one byte each). The pool's own count allows
+// five bytes for each delta, so it may refuse up to 8 bytes earlier.
+func brokerCountedSize(m *sarama.ProducerMessage) int {
+	vlen := func(n int) int { return len(binary.AppendVarint(nil, int64(n))) }
+	vbytes := func(b []byte, isNil bool) int {
+		if isNil {
+			return vlen(-1)
+		}
+		return vlen(len(b)) + len(b)
+	}
+	var k, v []byte
+	if m.Key != nil {
+		k, _ = m.Key.Encode()
+	}
+	if m.Value != nil {
+		v, _ = m.Value.Encode()
+	}
+	body := 1 + 1 + 1 + vbytes(k, m.Key == nil) + vbytes(v, m.Value == nil) + vlen(len(m.Headers))
+	for _, h := range m.Headers {
+		body += vbytes(h.Key, false) + vbytes(h.Value, h.Value == nil)
+	}
+	return 61 + vlen(body) + body
+}

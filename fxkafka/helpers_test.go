@@ -115,8 +115,8 @@ func (h *hungListener) close() {
 	}
 }
 
-// record is what the broker stored.
-type record struct {
+// storedRecord is what the broker stored.
+type storedRecord struct {
 	Key, Value string
 	Partition  int32
 	Offset     int64
@@ -125,13 +125,13 @@ type record struct {
 // readBack returns every record the cluster stores for topic. It asks the
 // cluster how many it holds (the sum of the partitions' high watermarks) and
 // consumes exactly that many, so duplicates are seen and no wait is guessed.
-func readBack(t testing.TB, c *kfake.Cluster, topic string) []record {
+func readBack(t testing.TB, c *kfake.Cluster, topic string) []storedRecord {
 	t.Helper()
 	var total int64
 	for _, pi := range c.PartitionInfos(topic) {
 		total += pi.HighWatermark - pi.LogStartOffset
 	}
-	out := make([]record, 0, total)
+	out := make([]storedRecord, 0, total)
 	if total == 0 {
 		return out
 	}
@@ -148,14 +148,14 @@ func readBack(t testing.TB, c *kfake.Cluster, topic string) []record {
 		fs := cl.PollFetches(ctx)
 		require.NoError(t, ctx.Err(), "read %d of %d records", len(out), total)
 		fs.EachRecord(func(r *kgo.Record) {
-			out = append(out, record{Key: string(r.Key), Value: string(r.Value), Partition: r.Partition, Offset: r.Offset})
+			out = append(out, storedRecord{Key: string(r.Key), Value: string(r.Value), Partition: r.Partition, Offset: r.Offset})
 		})
 	}
 	return out
 }
 
 // countValues counts how often each value was stored.
-func countValues(rs []record) map[string]int {
+func countValues(rs []storedRecord) map[string]int {
 	m := make(map[string]int, len(rs))
 	for _, r := range rs {
 		m[r.Value]++

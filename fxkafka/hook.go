@@ -142,3 +142,44 @@ func (hs *hookSet) add(h Hook) {
 // onSend reports whether any send hook is registered: the send path copies
 // the caller's message only then.
 func (hs *hookSet) onSend() bool { return len(hs.sendStart)+len(hs.sendEnd) > 0 }
+
+// hookEnd runs the send-end hooks for one message.
+func (p *ProducerPool) hookEnd(hr *hookRecord, partition int32, offset int64, batch, producer int, err error) {
+	if len(p.hooks.sendEnd) == 0 {
+		return
+	}
+	if err == nil {
+		hr.msg.Partition, hr.msg.Offset = partition, offset
+	}
+	info := SendInfo{
+		Partition: partition,
+		Offset:    offset,
+		Err:       err,
+		Class:     ErrorClass(err),
+		Duration:  time.Since(hr.start),
+		Producer:  producer,
+		Batch:     batch,
+	}
+	for _, h := range p.hooks.sendEnd {
+		h.OnSendEnd(hr.ctx, hr.msg, info)
+	}
+}
+
+func (p *ProducerPool) hookProvision(pr *producer, leased bool, d time.Duration, err error) {
+	if len(p.hooks.provision) == 0 {
+		return
+	}
+	info := ProvisionInfo{Leased: leased, Duration: d, Err: err}
+	if err == nil && pr != nil {
+		info.Producer = pr.id
+	}
+	for _, h := range p.hooks.provision {
+		h.OnProvision(info)
+	}
+}
+
+func (p *ProducerPool) hookRetire(pr *producer, cause error) {
+	for _, h := range p.hooks.retire {
+		h.OnRetire(RetireInfo{Producer: pr.id, Cause: cause})
+	}
+}

@@ -18,7 +18,8 @@ var (
 	// ErrNoTransaction is returned by a transactional [Lease]'s sends when no
 	// transaction is open (call [Lease.BeginTxn] first), and by
 	// BeginTxn/CommitTxn/AbortTxn on a lease that is not transactional
-	// (Config.TransactionalID is empty). Nothing was sent.
+	// (Config.TransactionalID is empty) or has no transaction open to end.
+	// Nothing was sent.
 	ErrNoTransaction = errors.New("fxkafka: no transaction")
 )
 
@@ -40,211 +41,156 @@ var _ Producer = (*Lease)(nil)
 
 // Lease hands the caller a producer of its own until [Lease.Release]. It
 // reuses a released one, or provisions a new one when fewer than
-// Config.MaxProducers producers exist (leased and shared count alike), or
-// waits for a release. It returns an error wrapping [ErrUnavailable] if no
-// producer can be had before ctx ends (a provisioning attempt failed, or none
-// was released), and [ErrPoolClosed] once the pool is closing. A provisioning
-// attempt the caller stopped waiting for finishes and its producer is kept
-// for the next Lease.
+// Config.MaxProducers producers exist (leased and shared count alike, and
+// provisioning runs one attempt at a time with the same backoff as sends),
+// or waits for a release as long as ctx allows. Its errors:
+//   - [ErrNoFreeProducer] (matching [ErrUnavailable]) at once when the cap is
+//     taken by shared producers, which are never released;
+//   - [ErrUnavailable] when a provisioning attempt failed, the pool is
+//     backing off after one, or ctx ended first;
+//   - [ErrPoolClosed] once the pool is closing.
+//
+// A provisioning attempt the caller stopped waiting for finishes and its
+// producer is kept for the next Lease.
 func (p *ProducerPool) Lease(ctx context.Context) (*Lease, error) {
 	for {
 		p.mu.Lock()
 		if p.closed.Load() {
 			p.mu.Unlock()
-			return nil, ErrPoolClosed
+			return nil, forOp("lease", closedErr)
 		}
-		if n := len(p.leaseIdle); n > 0 {
-			pr := p.leaseIdle[n-1]
-			p.leaseIdle = p.leaseIdle[:n-1]
-			p.leasesHeld++
-			p.mu.Unlock()
-			return &Lease{pool: p, pr: pr}, nil
+		for sl := range p.slots {
+			if sl.state == slotIdle {
+				sl.state = slotLeased
+				p.mu.Unlock()
+				return &Lease{pool: p, pr: sl.pr}, nil
+			}
 		}
-		var a *attempt
-		if len(*p.producers.Load())+p.leaseCount < p.cfg.MaxProducers {
-			a = &attempt{done: make(chan struct{})}
-			p.leaseCount++
-			slot := p.freeSlotLocked()
-			p.provisionAttempts.Add(1)
-			p.wg.Add(1)
-			go p.provisionLease(a, slot)
+		a, err := p.reserveLocked(true)
+		waitable := false
+		shared := 0
+		for sl := range p.slots {
+			switch sl.state {
+			case slotShared:
+				shared++
+			case slotLeased, slotRetiring, slotOpening:
+				waitable = true // a release, a close or an attempt frees or makes one
+			}
 		}
 		freed := p.leaseFreed
 		p.mu.Unlock()
-
+		switch {
+		case errors.Is(err, errFull) && !waitable:
+			return nil, &sendError{class: ErrUnavailable, also: ErrNoFreeProducer, op: "lease",
+				what: fmt.Sprintf("all %d producers MaxProducers allows are shared", shared)}
+		case errors.Is(err, errFull):
+		case err != nil:
+			return nil, forOp("lease", err)
+		}
 		var done chan struct{}
 		if a != nil {
 			done = a.done
 		}
 		select {
 		case <-done:
-			if a.err != nil {
-				return nil, unavailable(a.err)
+			if a.err != nil && !errors.Is(a.err, ErrPoolClosed) {
+				return nil, forOp("lease", unavailable(a.err))
 			}
 		case <-freed:
 		case <-ctx.Done():
-			return nil, unavailable(ctx.Err())
+			return nil, forOp("lease", unavailable(ctx.Err()))
 		case <-p.closing:
-			return nil, ErrPoolClosed
+			return nil, forOp("lease", closedErr)
 		}
 	}
 }
 
-// freeSlotLocked reserves the lowest slot no lease producer holds.
-func (p *ProducerPool) freeSlotLocked() int {
-	for i := 0; ; i++ {
-		if !p.slots[i] {
-			p.slots[i] = true
-			return i
-		}
-	}
-}
-
-// provisionLease makes a lease producer in its own goroutine (owned by the
-// pool) and puts it in the idle set, waking the callers waiting in Lease.
-func (p *ProducerPool) provisionLease(a *attempt, slot int) {
-	defer p.wg.Done()
-	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.ProvisionTimeout)
-	defer cancel()
-	txnID := ""
-	if p.cfg.TransactionalID != "" {
-		txnID = fmt.Sprintf("%s-%d", p.cfg.TransactionalID, slot)
-	}
-	pr, err := p.newProducer(ctx, txnID)
-
-	p.mu.Lock()
-	closed := p.closed.Load()
-	switch {
-	case err != nil:
-		if !closed { // Close zeroed leaseCount, this attempt included
-			p.leaseCount--
-		}
-		delete(p.slots, slot)
-		p.provisionFailures.Add(1)
-		p.lastErr = err
-	case closed:
-		pr.slot = slot
-		err = ErrPoolClosed
-	default:
-		pr.slot = slot
-		p.leases[pr] = struct{}{}
-		p.leaseIdle = append(p.leaseIdle, pr)
-		p.broadcastLeaseLocked()
-	}
-	a.err = err
-	close(a.done)
-	p.mu.Unlock()
-	if pr != nil && closed {
-		pr.retire()
-	}
-}
-
-// broadcastLeaseLocked wakes every caller waiting in Lease.
-func (p *ProducerPool) broadcastLeaseLocked() {
-	close(p.leaseFreed)
-	p.leaseFreed = make(chan struct{})
-}
-
-// route is the lease's router: always its own producer.
-func (l *Lease) route(_ context.Context, n int) (*producer, error) {
+// producer is the lease's router: always its own producer.
+func (l *Lease) producer() (*producer, error) {
 	switch {
 	case l.released.Load():
 		return nil, ErrLeaseReleased
-	case l.pool.closed.Load() || l.pr.isRetired.Load():
-		return nil, ErrPoolClosed
-	case l.transactional() && l.pr.async.TxnStatus()&sarama.ProducerTxnFlagInTransaction == 0:
-		return nil, fmt.Errorf("%w open: call BeginTxn before sending", ErrNoTransaction)
+	case l.pool.closed.Load() || l.pr.retired.Load():
+		return nil, closedErr
 	}
-	l.pr.load.Add(int64(n))
 	return l.pr, nil
 }
 
-func (l *Lease) transactional() bool { return l.pool.cfg.TransactionalID != "" }
+func (l *Lease) transactional() bool { return l.pr.txn != nil }
 
 // SendMessage sends msg on the leased producer, as
 // [ProducerPool.SendMessage] does on the pool.
 func (l *Lease) SendMessage(ctx context.Context, msg *sarama.ProducerMessage) (partition int32, offset int64, err error) {
-	return l.pool.sendOne(ctx, msg, l.route)
+	return l.pool.sendOne(ctx, msg, l)
 }
 
 // SendMessages sends msgs on the leased producer, as
 // [ProducerPool.SendMessages] does on the pool.
 func (l *Lease) SendMessages(ctx context.Context, msgs []*sarama.ProducerMessage) error {
-	return l.pool.sendBatch(ctx, msgs, l.route)
+	return l.pool.sendBatch(ctx, msgs, l)
 }
 
 // BeginTxn opens a transaction on a transactional lease.
 func (l *Lease) BeginTxn() error {
-	return l.txn(context.Background(), "begin", (*producer).beginTxn)
+	if err := l.txnCheck(); err != nil {
+		return err
+	}
+	t := l.pr.txn
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.open {
+		return errors.New("fxkafka: begin transaction: a transaction is open already")
+	}
+	t.open, t.failed = true, nil
+	return nil
 }
 
-// CommitTxn commits the open transaction: every message sent in it becomes
-// visible to read-committed consumers at once. It waits for the brokers as
-// long as ctx allows; if ctx ends first the outcome is unknown, the error
-// wraps ctx's, and the lease's producer is replaced on Release.
+// CommitTxn waits for every message sent in the open transaction, then
+// commits it: they become visible to read-committed consumers at once. It
+// waits as long as ctx allows; if ctx ends first the outcome is unknown,
+// the error wraps ctx's, and the lease's producer is replaced on Release.
+// If a message of the transaction failed, nothing is committed: the error
+// says so, and the transaction must be aborted. Once the pool is closing it
+// returns [ErrPoolClosed] (Close aborts open transactions).
 func (l *Lease) CommitTxn(ctx context.Context) error {
-	return l.txn(ctx, "commit", (*producer).commitTxn)
+	return l.end(ctx, true)
 }
 
-// AbortTxn aborts the open transaction: read-committed consumers never see
-// its messages. ctx bounds the wait as for CommitTxn.
+// AbortTxn waits for the messages sent in the open transaction, then
+// aborts it: read-committed consumers never see them. ctx bounds the wait
+// as for CommitTxn.
 func (l *Lease) AbortTxn(ctx context.Context) error {
-	return l.txn(ctx, "abort", (*producer).abortTxn)
+	return l.end(ctx, false)
 }
 
-func (pr *producer) beginTxn() error  { return pr.async.BeginTxn() }
-func (pr *producer) commitTxn() error { return pr.async.CommitTxn() }
-func (pr *producer) abortTxn() error  { return pr.async.AbortTxn() }
-
-// txn runs a transaction step on the lease's producer in a goroutine of the
-// pool's, holding the producer's gate (sarama writes the step to the input
-// it closes on shutdown), and waits for it as long as ctx allows.
-func (l *Lease) txn(ctx context.Context, what string, step func(*producer) error) error {
-	if !l.transactional() {
+func (l *Lease) txnCheck() error {
+	switch {
+	case !l.transactional():
 		return fmt.Errorf("%w: Config.TransactionalID is not set", ErrNoTransaction)
-	}
-	if l.released.Load() {
+	case l.released.Load():
 		return ErrLeaseReleased
-	}
-	err := l.pool.runTxnStep(ctx, l.pr, step)
-	if err != nil {
-		return fmt.Errorf("fxkafka: %s transaction: %w", what, err)
+	case l.pool.closed.Load() || l.pr.retired.Load():
+		return forOp("transaction", closedErr)
 	}
 	return nil
 }
 
-// runTxnStep runs step on pr in a pool-owned goroutine and waits for it
-// within ctx. A step cut short by ctx leaves the producer in an unknown
-// transaction state: it is marked broken, so it is replaced, not reused.
-func (p *ProducerPool) runTxnStep(ctx context.Context, pr *producer, step func(*producer) error) error {
-	p.mu.Lock()
-	if p.closed.Load() && !pr.closingTxn {
-		p.mu.Unlock()
-		return ErrPoolClosed
+func (l *Lease) end(ctx context.Context, commit bool) error {
+	what := "abort"
+	if commit {
+		what = "commit"
 	}
-	p.wg.Add(1) // under mu, before Close's Wait can start
-	p.mu.Unlock()
-	result := make(chan error, 1)
-	go func() {
-		defer p.wg.Done()
-		pr.gate.RLock()
-		defer pr.gate.RUnlock()
-		if pr.isRetired.Load() {
-			result <- ErrPoolClosed
-			return
-		}
-		result <- step(pr)
-	}()
-	select {
-	case err := <-result:
-		if err != nil && pr.async.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
-			pr.broken.Store(true)
-		}
+	if err := l.txnCheck(); err != nil {
 		return err
-	case <-ctx.Done():
-		pr.broken.Store(true)
-		return ctx.Err()
 	}
+	err := l.pr.endTxn(ctx, commit)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrPoolClosed) || l.pool.closed.Load() {
+		return forOp("transaction", closedErr)
+	}
+	return fmt.Errorf("fxkafka: %s transaction: %w", what, err)
 }
 
 // Release gives the producer back to the pool for the next Lease. An open
@@ -257,55 +203,34 @@ func (l *Lease) Release() {
 		return
 	}
 	p, pr := l.pool, l.pr
-	if l.transactional() && !p.closed.Load() && pr.async.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ProvisionTimeout)
-		if err := p.runTxnStep(ctx, pr, (*producer).abortTxn); err != nil {
-			pr.broken.Store(true)
-		}
-		cancel()
+	if pr.txn != nil && !p.closed.Load() {
+		pr.abortOpenTxn()
+	}
+	reuse := !pr.isBroken()
+	if pr.txn != nil {
+		pr.txn.mu.Lock()
+		reuse = reuse && !pr.txn.unknown && !pr.txn.open
+		pr.txn.mu.Unlock()
 	}
 	p.mu.Lock()
-	p.leasesHeld--
-	if p.closed.Load() { // Close has retired it
+	sl := p.slotOfLocked(pr)
+	if sl == nil || sl.state != slotLeased || p.closed.Load() {
+		p.mu.Unlock() // Close (or a retirement) has it
+		return
+	}
+	if reuse {
+		sl.state = slotIdle
+		p.broadcastLeaseLocked()
 		p.mu.Unlock()
 		return
 	}
-	if pr.broken.Load() || pr.isRetired.Load() {
-		delete(p.leases, pr)
-		p.leaseCount--
-		p.nRetired++
-		p.broadcastLeaseLocked() // a slot is free for a new producer
-		p.mu.Unlock()
-		p.log.Warn("leased producer broken, replacing it", zap.Int("producer", pr.id))
-		pr.retire()
-		return
-	}
-	p.leaseIdle = append(p.leaseIdle, pr)
-	p.broadcastLeaseLocked()
+	sl.state = slotRetiring
+	p.nRetired++
+	p.wg.Add(1)
 	p.mu.Unlock()
-}
-
-// closeLeasesLocked takes every lease producer (held or idle) out of the
-// pool for Close, which aborts their open transactions and closes them with
-// closeLease.
-func (p *ProducerPool) closeLeasesLocked() []*producer {
-	var prs []*producer
-	for pr := range p.leases {
-		pr.closingTxn = true
-		prs = append(prs, pr)
-	}
-	clear(p.leases)
-	p.leaseIdle = nil
-	p.nRetired += int64(p.leaseCount)
-	p.leaseCount = 0
-	return prs
-}
-
-func (p *ProducerPool) closeLease(ctx context.Context, pr *producer) {
-	if p.cfg.TransactionalID != "" && pr.async.TxnStatus()&sarama.ProducerTxnFlagInTransaction != 0 {
-		if err := p.runTxnStep(ctx, pr, (*producer).abortTxn); err != nil {
-			p.log.Warn("abort transaction of an unreleased lease", zap.Int("producer", pr.id), zap.Error(err))
-		}
-	}
-	pr.retire()
+	p.log.Warn("leased producer broken, replacing it", zap.Int("producer", pr.id))
+	go func() { // owned by the pool
+		defer p.wg.Done()
+		p.closeProducer(pr, errors.New("leased producer broken"))
+	}()
 }

@@ -130,7 +130,7 @@ func TestTransactionalLeaseCommitsAndAborts(t *testing.T) {
 
 	l, err := p.Lease(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, 0, l.pr.slot, "transactional id orders-tx-0")
+	assert.Equal(t, "orders-tx-0", l.pr.txnID)
 	_, _, err = l.SendMessage(ctx, keyed("outside"))
 	require.ErrorIs(t, err, ErrNoTransaction, "sends need an open transaction")
 
@@ -146,7 +146,7 @@ func TestTransactionalLeaseCommitsAndAborts(t *testing.T) {
 
 	other, err := p.Lease(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, 1, other.pr.slot, "a second lease gets its own transactional id, orders-tx-1")
+	assert.Equal(t, "orders-tx-1", other.pr.txnID, "a second lease gets its own transactional id")
 	other.Release()
 	l.Release()
 	require.NoError(t, p.Close(ctx))

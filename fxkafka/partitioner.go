@@ -1,54 +1,58 @@
 package fxkafka
 
-import (
-	"math/rand/v2"
-
-	"github.com/IBM/sarama"
-)
-
-// stickyRun is how many keyless messages in a row the sticky partitioner
-// sends to one partition before it moves on.
-const stickyRun = 256
-
-// stickyPartitioner is the pool's default partitioner. A message with a key
-// is hashed exactly as sarama's default hash partitioner does, so keyed
-// messages land where they always did. Messages without a key go to one
-// partition for a run of stickyRun messages, then to another chosen at
-// random: Kafka's Java client and franz-go do the same. sarama keeps one
-// batch in flight per partition, so spreading concurrent keyless sends over
-// every partition (sarama's random choice) cuts them into many tiny requests;
-// keeping them together lets them batch.
-//
-// sarama calls a partitioner from one goroutine per topic, so it needs no
-// lock.
-type stickyPartitioner struct {
-	hash    sarama.Partitioner
-	current int32
-	left    int
-}
-
-func newStickyPartitioner(topic string) sarama.Partitioner {
-	return &stickyPartitioner{hash: sarama.NewHashPartitioner(topic)}
-}
-
-func (s *stickyPartitioner) Partition(msg *sarama.ProducerMessage, numPartitions int32) (int32, error) {
-	if msg.Key != nil {
-		return s.hash.Partition(msg, numPartitions)
+// hashPartition places a keyed record as the clients a service's other
+// producers use do, so that a key lands on the same partition whichever
+// client wrote it: "fnv1a" as sarama's NewHashPartitioner (its default),
+// "murmur2" as Kafka's Java client, franz-go's StickyKeyPartitioner and
+// librdkafka's murmur2_random.
+func hashPartition(hash string, key []byte, n int32) int32 {
+	if hash == "murmur2" {
+		return int32(murmur2(key)&0x7fffffff) % n
 	}
-	if s.left <= 0 || s.current >= numPartitions {
-		s.current = rand.Int32N(numPartitions)
-		s.left = stickyRun
+	h := uint32(2166136261) // FNV-1a, 32 bits
+	for _, b := range key {
+		h ^= uint32(b)
+		h *= 16777619
 	}
-	s.left--
-	return s.current, nil
+	p := int32(h) % n
+	if p < 0 {
+		p = -p
+	}
+	return p
 }
 
-// RequiresConsistency is true for sarama's Partitioner interface; keyless
-// messages opt out per message below.
-func (s *stickyPartitioner) RequiresConsistency() bool { return true }
-
-// MessageRequiresConsistency lets sarama offer only writable partitions for
-// keyless messages, as its hash partitioner does.
-func (s *stickyPartitioner) MessageRequiresConsistency(msg *sarama.ProducerMessage) bool {
-	return msg.Key != nil
+// murmur2 is Kafka's murmur2 hash (org.apache.kafka.common.utils.Utils),
+// seed 0x9747b28c.
+func murmur2(data []byte) uint32 {
+	const (
+		seed = 0x9747b28c
+		m    = 0x5bd1e995
+		r    = 24
+	)
+	h := uint32(seed) ^ uint32(len(data))
+	n := len(data) / 4
+	for i := range n {
+		k := uint32(data[i*4]) | uint32(data[i*4+1])<<8 | uint32(data[i*4+2])<<16 | uint32(data[i*4+3])<<24
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+	}
+	tail := data[n*4:]
+	switch len(tail) {
+	case 3:
+		h ^= uint32(tail[2]) << 16
+		fallthrough
+	case 2:
+		h ^= uint32(tail[1]) << 8
+		fallthrough
+	case 1:
+		h ^= uint32(tail[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return h
 }

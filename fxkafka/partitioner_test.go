@@ -2,70 +2,45 @@ package fxkafka
 
 import (
 	"fmt"
-	"reflect"
 	"testing"
 
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func TestStickyPartitionerHashesKeyedMessagesAsSaramaDoes(t *testing.T) {
-	sticky, hash := newStickyPartitioner(topic), sarama.NewHashPartitioner(topic)
-	for i := range 200 {
-		m := &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(fmt.Sprintf("key-%d", i))}
-		got, err := sticky.Partition(m, 12)
-		require.NoError(t, err)
-		want, err := hash.Partition(m, 12)
-		require.NoError(t, err)
-		assert.Equal(t, want, got, "key-%d", i)
-		assert.True(t, sticky.(sarama.DynamicConsistencyPartitioner).MessageRequiresConsistency(m))
-	}
-}
-
-func TestStickyPartitionerKeepsKeylessMessagesTogetherForARun(t *testing.T) {
-	p := newStickyPartitioner(topic)
-	keyless := &sarama.ProducerMessage{Topic: topic}
-	assert.False(t, p.(sarama.DynamicConsistencyPartitioner).MessageRequiresConsistency(keyless))
-	for run := range 20 {
-		first, err := p.Partition(keyless, 3)
-		require.NoError(t, err)
-		require.True(t, first >= 0 && first < 3)
-		for range stickyRun - 1 {
-			got, _ := p.Partition(keyless, 3)
-			require.Equal(t, first, got, "run %d moved before %d messages", run, stickyRun)
+func TestKeyHashFNV1aPlacesKeysAsSaramasHashPartitioner(t *testing.T) {
+	for _, partitions := range []int32{6, 12} {
+		sp := sarama.NewHashPartitioner(topic)
+		for i := range 2000 {
+			key := []byte(fmt.Sprintf("key-%d", i))
+			want, err := sp.Partition(&sarama.ProducerMessage{Topic: topic, Key: sarama.ByteEncoder(key)}, partitions)
+			require.NoError(t, err)
+			assert.Equal(t, want, hashPartition("fnv1a", key, partitions), "key-%d of %d partitions", i, partitions)
 		}
 	}
 }
 
-func TestStickyPartitionerStaysWithinFewerPartitions(t *testing.T) {
-	p := newStickyPartitioner(topic)
-	keyless := &sarama.ProducerMessage{Topic: topic}
-	for range 100 {
-		_, _ = p.Partition(keyless, 12)
-		got, err := p.Partition(keyless, 2) // fewer writable partitions now
-		require.NoError(t, err)
-		require.Less(t, got, int32(2))
+func TestKeyHashMurmur2PlacesKeysAsJavaAndFranzGo(t *testing.T) {
+	for _, partitions := range []int{6, 12} {
+		fp := kgo.StickyKeyPartitioner(nil).ForTopic(topic)
+		sp := sarama.NewMurmur2Partitioner(topic)
+		for i := range 2000 {
+			key := []byte(fmt.Sprintf("key-%d", i))
+			want := int32(fp.Partition(&kgo.Record{Key: key}, partitions))
+			got := hashPartition("murmur2", key, int32(partitions))
+			assert.Equal(t, want, got, "key-%d of %d partitions, franz-go", i, partitions)
+			saramas, err := sp.Partition(&sarama.ProducerMessage{Topic: topic, Key: sarama.ByteEncoder(key)}, int32(partitions))
+			require.NoError(t, err)
+			assert.Equal(t, saramas, got, "key-%d of %d partitions, sarama's murmur2", i, partitions)
+		}
 	}
 }
 
-func TestPartitionerConfigSelectsSaramasHashPartitioner(t *testing.T) {
-	fn := func(c sarama.PartitionerConstructor) uintptr { return reflect.ValueOf(c).Pointer() }
-	for _, tt := range []struct {
-		give string
-		want sarama.PartitionerConstructor
-	}{
-		{"", newStickyPartitioner},
-		{"sticky", newStickyPartitioner},
-		{"hash", sarama.NewHashPartitioner},
-	} {
-		p, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Partitioner: tt.give})
-		require.NoError(t, err)
-		sc := p.saramaConfig(newDialer(0, 0), "")
-		assert.Equal(t, fn(tt.want), fn(sc.Producer.Partitioner), "Partitioner %q", tt.give)
+func TestKeyHashesTakeTheEmptyKey(t *testing.T) {
+	for _, h := range []string{"fnv1a", "murmur2"} {
+		p := hashPartition(h, []byte{}, 7)
+		assert.True(t, p >= 0 && p < 7, "%s: %d", h, p)
 	}
-	_, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Partitioner: "random"})
-	var ce *ConfigError
-	require.ErrorAs(t, err, &ce)
-	assert.Equal(t, "Partitioner", ce.Field)
 }

@@ -8,44 +8,52 @@ import (
 )
 
 // Ping reports whether a broker answers now: nil if one does, an error
-// wrapping [ErrUnavailable] (and the cause) if none does before ctx ends, or
-// [ErrPoolClosed]. It uses an open producer's connection where one exists
-// (one ApiVersions round trip); otherwise it starts or joins a provisioning
-// attempt, which dials and fetches metadata, and keeps the producer it makes.
-// While the pool backs off after a failed attempt it fails at once.
+// matching [ErrUnavailable] (wrapping the cause) if none does before ctx
+// ends, or [ErrPoolClosed]. It uses an open producer's connection where one
+// exists (one ApiVersions round trip); otherwise it starts or joins a
+// provisioning attempt, which dials and fetches metadata, and keeps the
+// producer it makes. While the pool backs off after a failed attempt it
+// fails at once.
 //
 // Ping is for readiness checks. Do not make liveness depend on it: a service
 // that is alive while Kafka is down is the point of the pool.
 func (p *ProducerPool) Ping(ctx context.Context) error {
-	pr, err := p.acquire(ctx, 0)
+	pr, err := p.acquire(ctx)
 	if err != nil {
-		return err
-	}
-	b := pr.client.LeastLoadedBroker()
-	if b == nil {
-		return unavailable(fmt.Errorf("ping: %w", sarama.ErrClosedClient))
+		return forOp("ping", err)
 	}
 	p.mu.Lock()
 	if p.closed.Load() {
 		p.mu.Unlock()
-		return ErrPoolClosed
+		return forOp("ping", closedErr)
 	}
 	p.wg.Add(1) // under mu with the pool open: ordered before Close's Wait
 	p.mu.Unlock()
 
 	answer := make(chan error, 1)
-	go func() { // owned by the pool; ends at the answer, Net.ReadTimeout, or Close
+	go func() { // owned by the pool; ends at the answer, Net.ReadTimeout, or Close's abort
 		defer p.wg.Done()
-		_, err := b.ApiVersions(&sarama.ApiVersionsRequest{Version: 0})
-		answer <- err
+		b := pr.client.LeastLoadedBroker()
+		if b == nil {
+			answer <- sarama.ErrClosedClient
+			return
+		}
+		if _, err := b.ApiVersions(&sarama.ApiVersionsRequest{Version: 0}); err != nil {
+			answer <- fmt.Errorf("%s: %w", b.Addr(), err)
+			return
+		}
+		answer <- nil
 	}()
 	select {
 	case err := <-answer:
-		if err != nil {
-			return unavailable(fmt.Errorf("ping %s: %w", b.Addr(), err))
+		switch {
+		case err == nil:
+			return nil
+		case p.closed.Load():
+			return forOp("ping", closedErr)
 		}
-		return nil
+		return forOp("ping", unavailable(err))
 	case <-ctx.Done():
-		return unavailable(ctx.Err())
+		return forOp("ping", unavailable(ctx.Err()))
 	}
 }

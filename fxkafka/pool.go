@@ -2,6 +2,7 @@ package fxkafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -10,54 +11,58 @@ import (
 	"go.uber.org/zap"
 )
 
-// ProducerPool is a lazily provisioned, capped pool of sarama producers
+// ProducerPool is a lazily provisioned, capped pool of Kafka producers
 // behind a context-aware send API. It is safe for concurrent use by multiple
 // goroutines.
 //
 // [New] only validates its arguments: the first send provisions the first
-// producer. A further producer is provisioned only when every open one is
-// busy (Config.ProducerBusyAt in-flight messages) and fewer than
-// Config.MaxProducers exist. Producers are shared: each send goes to the
-// least-loaded one, and sarama batches concurrent sends on it.
+// producer. A producer is a sarama client (its own connections and the
+// cluster's metadata) under the pool's own batching: records of concurrent
+// sends are gathered into batches per partition and sent with several
+// produce requests in flight per connection, so a send waits one broker round
+// trip, not the batch ahead of it too. A further producer is provisioned
+// only when the open ones are saturated (every request slot of a connection
+// in flight and records still waiting) and fewer than Config.MaxProducers
+// exist. Sends go to the least-loaded producer.
 //
 // A pool must be closed with [ProducerPool.Close] (the Fx module does it in
 // its OnStop hook), which flushes and closes every producer it made.
 type ProducerPool struct {
 	cfg   Config
+	set   settings
 	sec   security
 	log   *zap.Logger
 	hooks hookSet // set by options in New, read-only after
 
-	// producers is an immutable snapshot of the open producers, replaced
-	// (under mu) whenever one is added or removed, so routing a send takes
-	// no lock.
-	producers atomic.Pointer[[]*producer]
-	closed    atomic.Bool   // set under mu; read without it on the send path
-	closing   chan struct{} // closed by Close: wakes callers waiting on provisioning
-	ctx       context.Context
-	cancel    context.CancelFunc // cancels provisioning under way; called by Close
-	wg        sync.WaitGroup     // every goroutine the pool starts
-	allDone   chan struct{}      // closed when wg is done after Close
+	// shared is an immutable snapshot of the producers that take shared
+	// sends, replaced under mu whenever one is added or removed, so
+	// routing a send takes no lock.
+	shared  atomic.Pointer[[]*producer]
+	closed  atomic.Bool   // set under mu; read without it on the send path
+	closing chan struct{} // closed by Close: wakes callers waiting on provisioning
+	ctx     context.Context
+	cancel  context.CancelFunc // cancels provisioning under way; called by Close
+	wg      sync.WaitGroup     // every goroutine of the pool's, and every producer until closed
+	allDone chan struct{}      // closed when wg is done after Close
 
-	mu          sync.Mutex             // protects following fields
-	attempt     *attempt               // the provisioning attempt under way, or nil
-	failures    int                    // consecutive failed provisioning attempts
-	nextAttempt time.Time              // no attempt starts before this (backoff)
-	lastErr     error                  // the last provisioning error, nil after a success
-	live        map[*producer]struct{} // every producer not yet fully closed: shared, leased, retiring
+	mu          sync.Mutex // protects following
+	slots       map[*slot]struct{}
+	attempt     *attempt  // the provisioning attempt under way, or nil
+	failures    int       // consecutive failed provisioning attempts
+	nextAttempt time.Time // no attempt starts before this (backoff)
+	lastErr     error     // the last provisioning error, nil after a success
 	nextID      int
-	retiredSent int64 // messages acknowledged by producers no longer live
-	nRetired    int64 // producers taken out of the routing set
-	peak        int   // most producers open at once
+	nRetired    int64
+	leaseFreed  chan struct{} // closed and replaced when a lease producer frees up
+	peak        int           // most slots at once: never above MaxProducers
 
-	leases     map[*producer]struct{} // lease producers, held or idle
-	leaseIdle  []*producer            // released lease producers, ready for Lease
-	leaseCount int                    // len(leases) plus lease producers being provisioned
-	leasesHeld int                    // leases not yet released
-	slots      map[int]bool           // lease slots in use, until the producer is fully closed
-	leaseFreed chan struct{}          // closed and replaced when a lease producer frees up
+	buf      buffer
+	flushes  flushTracker
+	promises promiseRunner
 
 	waiting           atomic.Int64
+	inFlight          atomic.Int64
+	sent              atomic.Int64
 	waitCount         atomic.Int64
 	waitDuration      atomic.Int64
 	provisionAttempts atomic.Int64
@@ -68,55 +73,44 @@ type ProducerPool struct {
 	failedUnknown     atomic.Int64
 }
 
-// Option configures a [ProducerPool] beyond its [Config].
-type Option interface {
-	apply(*ProducerPool)
-}
-
-type optionFunc func(*ProducerPool)
-
-func (f optionFunc) apply(p *ProducerPool) { f(p) }
-
-// WithLogger sets the logger the pool reports provisioning, outages and
-// recoveries to. The default is a no-op logger. A nil logger is ignored.
-func WithLogger(l *zap.Logger) Option {
-	return optionFunc(func(p *ProducerPool) {
-		if l != nil {
-			p.log = l
-		}
-	})
-}
-
-// New returns a pool for cfg. It validates cfg and returns a [*ConfigError]
-// if it is unusable; it never touches the network and starts no goroutine.
-// The first send provisions the first producer.
+// New returns a pool for cfg. It validates cfg and the options and returns
+// a [*ConfigError] if they are unusable; it never touches the network and
+// starts no goroutine. The first send provisions the first producer.
 func New(cfg Config, opts ...Option) (*ProducerPool, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &ProducerPool{
-		cfg:     cfg.withDefaults(),
-		log:     zap.NewNop(),
-		closing: make(chan struct{}),
-		ctx:     ctx,
-		cancel:  cancel,
-		allDone: make(chan struct{}),
-		live:    make(map[*producer]struct{}),
-		leases:  make(map[*producer]struct{}),
-		slots:   make(map[int]bool),
-
+		cfg:        cfg.withDefaults(),
+		log:        zap.NewNop(),
+		closing:    make(chan struct{}),
+		ctx:        ctx,
+		cancel:     cancel,
+		allDone:    make(chan struct{}),
+		slots:      make(map[*slot]struct{}),
 		leaseFreed: make(chan struct{}),
 	}
 	for _, o := range opts {
 		o.apply(p)
 	}
 	p.log = p.log.Named("fxkafka")
-	p.sec, _ = cfg.checkSecurity() // checked by Validate
+	var err error
+	if p.sec, err = cfg.checkSecurity(); err != nil {
+		cancel()
+		return nil, err
+	}
+	if p.set, err = p.deriveSettings(); err != nil {
+		cancel()
+		return nil, err
+	}
 	if cfg.TLSInsecureSkipVerify {
 		p.log.Warn("TLS CERTIFICATE VERIFICATION IS OFF (TLSInsecureSkipVerify): any server can impersonate the brokers; use it for development only")
 	}
-	p.producers.Store(&[]*producer{})
+	p.buf.init(p.set.maxBufferedMessages, p.set.maxBufferedBytes)
+	p.flushes.init()
+	p.promises.init(p)
+	p.shared.Store(&[]*producer{})
 	return p, nil
 }
 
@@ -125,15 +119,17 @@ type Stats struct {
 	// Status now.
 
 	MaxProducers int // the cap on producers (Config.MaxProducers)
-	Producers    int // producers open now, shared and leased
+	Producers    int // producers that exist now: shared, leased, idle leases, and those still closing
+	Provisioning int // provisioning attempts under way (at most one)
 	Leased       int // leases held now (not yet released)
-	InFlight     int // messages handed to a producer, not yet acknowledged or failed
+	InFlight     int // messages accepted and not yet acknowledged or failed
 	Waiting      int // callers waiting for a producer to be provisioned
+	Buffered     int // messages Produce handed over whose promise has not yet run
 
 	// Counters since New.
 
 	Sent              int64         // messages acknowledged by the brokers
-	FailedUnavailable int64         // sends failed with ErrUnavailable (never handed to a producer)
+	FailedUnavailable int64         // sends failed with ErrUnavailable (never written)
 	FailedClosed      int64         // sends refused with ErrPoolClosed
 	FailedInvalid     int64         // sends refused with ErrInvalidMessage
 	FailedUnknown     int64         // messages failed with a DeliveryError (may have been written)
@@ -154,6 +150,9 @@ func (p *ProducerPool) Stats() Stats {
 	s := Stats{
 		MaxProducers:      p.cfg.MaxProducers,
 		Waiting:           int(p.waiting.Load()),
+		InFlight:          int(p.inFlight.Load()),
+		Buffered:          p.buf.count(),
+		Sent:              p.sent.Load(),
 		FailedUnavailable: p.failedUnavailable.Load(),
 		FailedClosed:      p.failedClosed.Load(),
 		FailedInvalid:     p.failedInvalid.Load(),
@@ -165,57 +164,68 @@ func (p *ProducerPool) Stats() Stats {
 	}
 	p.mu.Lock()
 	s.LastProvisionError = p.lastErr
-	s.Sent = p.retiredSent
 	s.ProducersRetired = p.nRetired
-	s.Producers = len(*p.producers.Load()) + p.leaseCount
-	s.Leased = p.leasesHeld
-	for pr := range p.live {
-		s.InFlight += int(pr.load.Load())
-		s.Sent += pr.sent.Load()
+	for sl := range p.slots {
+		switch sl.state {
+		case slotOpening:
+			s.Provisioning++
+		case slotLeased:
+			s.Leased++
+			s.Producers++
+		default:
+			s.Producers++
+		}
 	}
 	p.mu.Unlock()
 	return s
 }
 
 // Close closes the pool. It refuses new sends with [ErrPoolClosed] at once,
-// cancels any provisioning under way, lets sends already handed to a
-// producer finish, then flushes and closes every producer. It returns when
-// all of the pool's goroutines have exited.
+// cancels any provisioning under way, and flushes every producer: messages
+// waiting for a batch leave at once, and Close waits for every message
+// accepted to be acknowledged or to fail, then closes the producers and
+// runs the promises of [ProducerPool.Produce] still due. It returns when all
+// of the pool's goroutines have exited.
 //
-// If ctx ends first, Close stops waiting for acknowledgements: it closes the
-// producers' connections, so that the messages still in flight fail (their
-// senders get a [*DeliveryError]), waits the few milliseconds the pool's
-// goroutines then take to exit, and returns ctx's error. Close is safe to
-// call more than once and concurrently; later calls wait like the first.
+// If ctx ends first, Close stops waiting: it closes the producers'
+// connections, so that the messages in flight fail (their senders get a
+// [*DeliveryError]) and those not yet sent fail with ErrPoolClosed, waits
+// the few milliseconds the pool's goroutines then take to exit, and returns
+// an error wrapping ctx's if any message was given up that way (nil if
+// nothing was waiting). Close is safe to call more than once and
+// concurrently; later calls wait like the first, and any call whose ctx
+// ends makes the producers give up.
 func (p *ProducerPool) Close(ctx context.Context) error {
 	p.mu.Lock()
 	first := !p.closed.Load()
-	var open, leased []*producer
+	var prs []*producer
 	if first {
 		p.closed.Store(true)
 		close(p.closing)
 		p.cancel()
-		open = *p.producers.Load()
-		p.producers.Store(&[]*producer{})
-		p.nRetired += int64(len(open))
-		leased = p.closeLeasesLocked()
-		p.wg.Add(len(leased))
+		for sl := range p.slots {
+			if sl.pr != nil && sl.state != slotRetiring {
+				sl.state = slotRetiring
+				prs = append(prs, sl.pr)
+				p.nRetired++
+			}
+		}
+		p.shared.Store(&[]*producer{})
+		p.wg.Add(len(prs))
 	}
 	p.mu.Unlock()
 
 	if first {
-		p.log.Debug("closing producer pool", zap.Int("producers", len(open)), zap.Int("leased", len(leased)))
-		for _, pr := range open {
-			pr.retire()
-		}
-		for _, pr := range leased {
+		p.log.Debug("closing producer pool", zap.Int("producers", len(prs)))
+		for _, pr := range prs {
 			go func() { // owned by the pool: Close waits for it below
 				defer p.wg.Done()
-				p.closeLease(ctx, pr)
+				p.closeProducer(pr, closedErr)
 			}()
 		}
 		go func() { // owned by Close: it ends with the last pool goroutine, which Close waits for
 			p.wg.Wait()
+			p.promises.finish()
 			close(p.allDone)
 		}()
 	}
@@ -225,11 +235,104 @@ func (p *ProducerPool) Close(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
+	gaveUp := false
 	p.mu.Lock()
-	for pr := range p.live {
-		pr.dialer.abort()
+	for sl := range p.slots {
+		if sl.pr != nil {
+			gaveUp = gaveUp || sl.pr.load.Load() > 0
+			sl.pr.abort()
+		}
 	}
 	p.mu.Unlock()
+	p.buf.wakeAll()
 	<-p.allDone
-	return fmt.Errorf("fxkafka: close: in-flight messages abandoned: %w", ctx.Err())
+	if gaveUp {
+		return fmt.Errorf("fxkafka: close: gave up on messages still in flight: %w", ctx.Err())
+	}
+	return nil
 }
+
+// closeProducer flushes and closes pr (aborting if the pool's Close runs out
+// of time, which aborts pr directly), tells the hooks, and frees its slot.
+func (p *ProducerPool) closeProducer(pr *producer, cause error) {
+	if pr.txn != nil {
+		pr.abortOpenTxn()
+	}
+	pr.close(context.Background())
+	p.hookRetire(pr, cause)
+	p.forget(pr)
+}
+
+// retireBroken takes pr out of use: no new send reaches it, what waits on it
+// unsent fails with ErrUnavailable (retrying is safe), what is in flight
+// finishes, and it is closed in the background. The next send that finds no
+// producer provisions a fresh one.
+func (p *ProducerPool) retireBroken(pr *producer, cause error) {
+	p.mu.Lock()
+	sl := p.slotOfLocked(pr)
+	if sl == nil || sl.state == slotRetiring || p.closed.Load() {
+		p.mu.Unlock()
+		return
+	}
+	wasShared := sl.state == slotShared
+	sl.state = slotRetiring
+	if wasShared {
+		p.publishSharedLocked()
+	}
+	p.nRetired++
+	p.wg.Add(1)
+	p.mu.Unlock()
+	p.log.Warn("producer broken, replacing it", zap.Int("producer", pr.id), zap.Error(cause))
+	pr.retired.Store(true)
+	pr.failAll(fmt.Errorf("producer %d broken: %w", pr.id, cause))
+	go func() { // owned by the pool
+		defer p.wg.Done()
+		// What is in flight is answered or times out at the broker.
+		ctx, cancel := context.WithTimeout(context.Background(), p.set.ackTimeout+time.Second)
+		defer cancel()
+		if err := pr.drained(ctx); err != nil {
+			pr.abort()
+		}
+		pr.close(context.Background())
+		p.hookRetire(pr, cause)
+		p.forget(pr)
+	}()
+}
+
+// forget frees the slot of a producer that has finished closing.
+func (p *ProducerPool) forget(pr *producer) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if sl := p.slotOfLocked(pr); sl != nil {
+		delete(p.slots, sl)
+		p.broadcastLeaseLocked() // a slot is free for a new producer
+	}
+}
+
+// count adds a failed message to the counter of err's class.
+func (p *ProducerPool) count(err error) {
+	switch ErrorClass(err) {
+	case ClassClosed:
+		p.failedClosed.Add(1)
+	case ClassUnavailable:
+		p.failedUnavailable.Add(1)
+	case ClassInvalid:
+		p.failedInvalid.Add(1)
+	case ClassUnknown:
+		p.failedUnknown.Add(1)
+	}
+}
+
+// leastLoaded returns the producer with the lowest load, or nil.
+func leastLoaded(prods []*producer) *producer {
+	var best *producer
+	var bestLoad int64
+	for _, pr := range prods {
+		if l := pr.load.Load(); best == nil || l < bestLoad {
+			best, bestLoad = pr, l
+		}
+	}
+	return best
+}
+
+var errNoProducer = errors.New("no producer")

@@ -37,7 +37,7 @@ func TestSendMessageDeliversAndReportsPartitionAndOffset(t *testing.T) {
 
 	got := readBack(t, c, topic)
 	require.Len(t, got, 1)
-	assert.Equal(t, record{Value: "hello", Partition: partition, Offset: offset}, got[0])
+	assert.Equal(t, storedRecord{Value: "hello", Partition: partition, Offset: offset}, got[0])
 }
 
 func TestNewDoesNotDial(t *testing.T) {
@@ -291,7 +291,7 @@ func TestEveryAcknowledgedMessageIsStoredExactlyOnce(t *testing.T) {
 
 	got := readBack(t, c, topic)
 	require.Len(t, got, senders*each)
-	byValue := make(map[string]record, len(got))
+	byValue := make(map[string]storedRecord, len(got))
 	for _, r := range got {
 		_, dup := byValue[r.Value]
 		require.False(t, dup, "%s stored twice", r.Value)

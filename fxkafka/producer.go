@@ -3,148 +3,723 @@ package fxkafka
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
 )
 
-// errRetired is returned by producer.handoff when the producer is being
-// closed: the messages not yet handed off may go to another producer.
+// errRetired is returned by producer.enqueue when the producer no longer
+// takes records: nothing of the call was placed, so it may go to another.
 var errRetired = errors.New("fxkafka: producer retired")
 
-// producer is one sarama AsyncProducer with the pool's bookkeeping. Its
-// goroutines (the result drainers) belong to the pool's WaitGroup.
+// producer is one member of the pool: a sarama.Client (its own connections,
+// through its own dialer, and the cluster's metadata) and the pool's send
+// machinery on top of it — a sink per broker that builds produce requests
+// from the records waiting on the partitions that broker leads, with several
+// requests in flight per connection.
+//
+// A partition's records wait in lanes. A lane has at most one batch in
+// flight per partition, so a lane keeps the order of what it carries across
+// retries; several lanes let unordered sends to one partition leave without
+// waiting for the batch ahead. With idempotence each lane has a producer id
+// of its own, whose sequence numbers the broker checks per partition.
+//
+// Its goroutines (a sink per broker, the metadata refresher) belong to wg
+// and stop when stop is closed; the pool's WaitGroup counts the producer as
+// one until close has finished.
 type producer struct {
 	id     int
 	pool   *ProducerPool
+	set    *settings
 	client sarama.Client
-	async  sarama.AsyncProducer
-	input  chan<- *sarama.ProducerMessage
+	conf   *sarama.Config
 	dialer *dialer
+	txnID  string // non-empty: transactional (a lease)
+	// idempotent: batches carry a producer id and sequence numbers
+	// (Config.Idempotent, or transactional).
+	idempotent bool
 
-	// load counts messages reserved for or handed to this producer and not
-	// yet completed: the routing key.
+	// load counts records placed on this producer and not yet finished: the
+	// routing key, and what close waits for.
 	load atomic.Int64
-	sent atomic.Int64 // messages acknowledged
 
-	// gate orders hand-offs before AsyncClose: a hand-off holds it shared
-	// while it writes to input and checks isRetired first; retire sets
-	// isRetired, then takes the gate exclusively, which waits out the
-	// hand-offs under way. After that nothing writes to input, which sarama
-	// closes on shutdown.
-	gate      sync.RWMutex
-	isRetired atomic.Bool   // retire has started
-	retiring  chan struct{} // closed when retire starts: wakes blocked hand-offs
-	once      sync.Once
+	flushing atomic.Int32 // > 0: no linger (a Flush or close waits)
+	aborted  atomic.Bool  // fail what is left instead of retrying: Close ran out of time
+	retired  atomic.Bool  // takes no new records
 
-	drainers atomic.Int32 // running drainer goroutines
-	broken   atomic.Bool  // an error showed it cannot recover; replace, never reuse
-	slot     int          // lease slot (transactional id suffix), or -1
-	// closingTxn lets Close abort the open transaction of a lease producer
-	// after the pool is marked closed. Protected by the pool's mu.
-	closingTxn bool
+	topics  sync.Map // string -> *topicState
+	refresh chan struct{}
+	stop    chan struct{}      // closed by shutdown: the producer's goroutines exit
+	ctx     context.Context    // cancelled by shutdown
+	cancel  context.CancelFunc //
+	wg      sync.WaitGroup     // the producer's goroutines
+	nlanes  atomic.Int32       // len(lanes), read without mu
+
+	saturatedAt atomic.Int64 // unix nanoseconds: a sink had every request slot in flight and more to send
+
+	mu        sync.Mutex // protects following
+	sinks     map[int32]*sink
+	lanes     []*lane
+	growing   bool
+	brokenErr error         // set once: why the producer must be replaced
+	idle      chan struct{} // closed and replaced when load reaches 0 while someone waits
+	txn       *txnState     // transactional producers only
+	stopOnce  sync.Once
 }
 
-// successDrainers is how many goroutines receive from a producer's
-// Successes(). sarama's successes channel is unbuffered and fed by one
-// goroutine per broker, which stalls while a receiver wakes the sender the
-// result belongs to; several receivers keep it flowing under load.
-const successDrainers = 8
-
-// start launches the producer's drainer goroutines, owned by the pool.
-func (pr *producer) start() {
-	pr.drainers.Store(successDrainers + 1)
-	pr.pool.wg.Add(successDrainers + 1)
-	for range successDrainers {
-		go pr.drainSuccesses()
-	}
-	go pr.drainErrors()
+// lane is one sequence of batches: with idempotence, one producer id.
+type lane struct {
+	idx   int
+	pid   int64
+	epoch int16
 }
 
-// handoff writes reqs to the producer's input in order. It returns how many
-// were handed off and, if not all, why: errRetired (the rest may go to
-// another producer) or ctx's error.
-func (pr *producer) handoff(ctx context.Context, reqs []*sendReq) (int, error) {
-	pr.gate.RLock()
-	defer pr.gate.RUnlock()
-	if pr.isRetired.Load() {
-		return 0, errRetired
+// topicState is what a producer knows of one topic.
+type topicState struct {
+	name   string
+	loaded chan struct{} // closed when parts or err is set
+	err    error         // the topic cannot be written: no such topic, or no metadata
+	at     time.Time     // when err was set: a missing topic is looked up again later
+	parts  []*partState
+	sticky atomic.Int32 // the partition keyless records go to now
+
+	pmu  sync.Mutex // guards part, the user's partitioner (WithSaramaConfig)
+	part sarama.Partitioner
+}
+
+// missingTopicTTL is how long a producer remembers that a topic does not
+// exist: sends to it fail at once meanwhile, and a caller looping on a typo
+// costs at most one metadata request per interval.
+const missingTopicTTL = time.Second
+
+// newProducerOn starts the machinery of a producer on a client that
+// provisioning made; lane 0's producer id, if any, comes with it.
+func (p *ProducerPool) newProducerOn(client sarama.Client, conf *sarama.Config, d *dialer, txnID string, lane0 *lane) *producer {
+	ctx, cancel := context.WithCancel(context.Background())
+	pr := &producer{
+		ctx:        ctx,
+		cancel:     cancel,
+		pool:       p,
+		set:        &p.set,
+		client:     client,
+		conf:       conf,
+		dialer:     d,
+		txnID:      txnID,
+		idempotent: p.set.idempotent || txnID != "",
+		refresh:    make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		sinks:      make(map[int32]*sink),
+		lanes:      []*lane{lane0},
+		idle:       make(chan struct{}),
 	}
-	for i, r := range reqs {
+	pr.nlanes.Store(1)
+	if txnID != "" {
+		pr.txn = &txnState{parts: make(map[topicPartition]bool)}
+	}
+	pr.wg.Add(1)
+	go pr.refresher()
+	return pr
+}
+
+// maxLanes is how many lanes a producer opens at most. A produce request
+// carries one batch per partition, and a connection has set.maxInFlight
+// requests in flight, so more lanes than that could not all be in flight.
+// A transactional producer has one producer id, hence one lane.
+func (pr *producer) maxLanes() int {
+	if pr.txnID != "" {
+		return 1
+	}
+	return max(1, pr.set.maxInFlight)
+}
+
+// topic returns the state of a topic, loading it on first use. It waits for
+// the load as long as ctx allows.
+func (pr *producer) topic(ctx context.Context, name string) (*topicState, error) {
+	for {
+		v, ok := pr.topics.Load(name)
+		if !ok {
+			ts := &topicState{name: name, loaded: make(chan struct{})}
+			if v, ok = pr.topics.LoadOrStore(name, ts); !ok {
+				pr.askRefresh()
+			}
+		}
+		ts := v.(*topicState)
 		select {
-		case pr.input <- &r.msg:
-		case <-pr.retiring:
-			return i, errRetired
-		case <-ctx.Done():
-			return i, ctx.Err()
+		case <-ts.loaded:
+		default:
+			select {
+			case <-ts.loaded:
+			case <-ctx.Done():
+				return nil, unavailable(fmt.Errorf("metadata for topic %s: %w", name, ctx.Err()))
+			case <-pr.stop:
+				return nil, errRetired
+			}
+		}
+		if ts.err == nil {
+			return ts, nil
+		}
+		if time.Since(ts.at) < missingTopicTTL || pr.retired.Load() {
+			return nil, ts.err
+		}
+		// Look it up again: it may have been created since.
+		pr.topics.CompareAndDelete(name, ts)
+	}
+}
+
+func (pr *producer) askRefresh() {
+	select {
+	case pr.refresh <- struct{}{}:
+	default:
+	}
+}
+
+// refresher loads topics and finds the leaders of partitions that lost
+// theirs. It is the only goroutine that makes the client fetch metadata,
+// which blocks on the network (Close's abort of the dialer ends that).
+func (pr *producer) refresher() {
+	defer pr.wg.Done()
+	failures := 0
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-pr.refresh:
+		case <-retry:
+		case <-pr.stop:
+			return
+		}
+		retry = nil
+		more, err := pr.refreshOnce()
+		switch {
+		case err != nil:
+			failures++
+			if pr.aborted.Load() || failures > pr.set.retries {
+				pr.broken(fmt.Errorf("fetch metadata: %w", err))
+				pr.failLeaderless(err)
+				failures = 0
+				continue
+			}
+			retry = time.After(pr.retryPause())
+		case more:
+			failures++
+			if failures > pr.set.retries {
+				pr.failLeaderless(sarama.ErrLeaderNotAvailable)
+				failures = 0
+			}
+			retry = time.After(pr.retryPause())
+		default:
+			failures = 0
 		}
 	}
-	return len(reqs), nil
 }
 
-// retire stops hand-offs to the producer and starts its shutdown: sarama
-// flushes what it holds, the drainers deliver the results, and the last
-// drainer closes the client. It does not wait. Safe to call more than once.
-func (pr *producer) retire() {
-	pr.once.Do(func() {
-		pr.isRetired.Store(true)
-		close(pr.retiring)
-		pr.gate.Lock() // waits out the hand-offs and transaction steps under way
-		pr.gate.Unlock()
-		pr.async.AsyncClose()
+func (pr *producer) retryPause() time.Duration {
+	if pr.aborted.Load() {
+		return 0
+	}
+	b := pr.set.retryBackoff
+	return b/2 + rand.N(b/2+1)
+}
+
+// refreshOnce fetches the metadata the producer needs now. It reports
+// whether some partition still has no leader.
+func (pr *producer) refreshOnce() (more bool, err error) {
+	var loading, moving []*topicState
+	pr.topics.Range(func(_, v any) bool {
+		ts := v.(*topicState)
+		select {
+		case <-ts.loaded:
+			for _, ps := range ts.parts {
+				ps.mu.Lock()
+				lost := ps.sink == nil
+				ps.mu.Unlock()
+				if lost {
+					moving = append(moving, ts)
+					break
+				}
+			}
+		default:
+			loading = append(loading, ts)
+		}
+		return true
+	})
+	if len(loading) == 0 && len(moving) == 0 {
+		return false, nil
+	}
+	names := make([]string, 0, len(loading)+len(moving))
+	for _, ts := range append(loading, moving...) {
+		names = append(names, ts.name)
+	}
+	if err := pr.client.RefreshMetadata(names...); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		if len(loading) > 0 && !isConnectionError(err) {
+			for _, ts := range loading {
+				pr.loadFailed(ts, unavailable(fmt.Errorf("metadata for topic %s: %w", ts.name, err)))
+			}
+			return false, nil
+		}
+		return false, err
+	}
+	for _, ts := range loading {
+		ids, err := pr.client.Partitions(ts.name)
+		switch {
+		case errors.Is(err, sarama.ErrUnknownTopicOrPartition) || (err == nil && len(ids) == 0):
+			pr.loadFailed(ts, &sendError{class: ErrInvalidMessage, what: "topic " + ts.name + " does not exist", cause: sarama.ErrUnknownTopicOrPartition})
+			continue
+		case err != nil:
+			pr.loadFailed(ts, unavailable(fmt.Errorf("metadata for topic %s: %w", ts.name, err)))
+			continue
+		}
+		parts := make([]*partState, len(ids))
+		for _, id := range ids {
+			if int(id) >= len(parts) || id < 0 {
+				pr.loadFailed(ts, unavailable(fmt.Errorf("metadata for topic %s: partition ids are not 0..%d", ts.name, len(ids)-1)))
+				parts = nil
+				break
+			}
+			parts[id] = &partState{topic: ts, id: id}
+		}
+		if parts == nil {
+			continue
+		}
+		ts.parts = parts
+		ts.sticky.Store(rand.Int32N(int32(len(parts))))
+		if c := pr.set.partitioner; c != nil {
+			ts.part = c(ts.name)
+		}
+		close(ts.loaded)
+		moving = append(moving, ts)
+	}
+	for _, ts := range moving {
+		for _, ps := range ts.parts {
+			if !pr.placeOnLeader(ps) {
+				more = true
+			}
+		}
+	}
+	return more, nil
+}
+
+func (pr *producer) loadFailed(ts *topicState, err error) {
+	ts.err, ts.at = err, time.Now()
+	close(ts.loaded)
+}
+
+// placeOnLeader moves ps to its leader's sink if it has none. It reports
+// whether ps has a leader now.
+func (pr *producer) placeOnLeader(ps *partState) bool {
+	ps.mu.Lock()
+	has := ps.sink != nil
+	ps.mu.Unlock()
+	if has {
+		return true
+	}
+	b, err := pr.client.Leader(ps.topic.name, ps.id)
+	if err != nil || b == nil {
+		return false
+	}
+	s := pr.sinkFor(b)
+	if s == nil {
+		return false
+	}
+	ps.mu.Lock()
+	ps.sink = s
+	work := ps.hasWorkLocked()
+	ps.mu.Unlock()
+	if work {
+		s.markReady(ps)
+	}
+	return true
+}
+
+// sinkFor returns the sink of broker b, starting it on first use; nil once
+// the producer is stopping.
+func (pr *producer) sinkFor(b *sarama.Broker) *sink {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	select {
+	case <-pr.stop:
+		return nil
+	default:
+	}
+	s := pr.sinks[b.ID()]
+	if s == nil {
+		s = &sink{pr: pr, broker: b, wake: make(chan struct{}, 1)}
+		pr.sinks[b.ID()] = s
+		pr.wg.Add(1)
+		go s.loop()
+	} else {
+		s.mu.Lock()
+		old := s.broker
+		s.broker = b // the client may have replaced the broker's object (its address moved)
+		s.mu.Unlock()
+		if old != b {
+			_ = old.Close() // the sink may have reopened it; the client no longer will close it
+		}
+	}
+	return s
+}
+
+// leaderLost takes ps off its sink until the refresher finds its leader.
+func (pr *producer) leaderLost(ps *partState) {
+	ps.mu.Lock()
+	ps.sink = nil
+	ps.mu.Unlock()
+	pr.askRefresh()
+}
+
+// failLeaderless fails the records waiting on partitions with no leader,
+// for cause.
+func (pr *producer) failLeaderless(cause error) {
+	pr.topics.Range(func(_, v any) bool {
+		ts := v.(*topicState)
+		select {
+		case <-ts.loaded:
+		default:
+			return true
+		}
+		for _, ps := range ts.parts {
+			ps.mu.Lock()
+			var out []*record
+			var bs []*batch
+			if ps.sink == nil {
+				out, bs = ps.takeAllLocked()
+			}
+			ps.mu.Unlock()
+			pr.failUnsent(out, notSent(cause))
+			for _, b := range bs {
+				pr.failBatch(b, cause)
+			}
+		}
+		return true
 	})
 }
 
-func (pr *producer) drainSuccesses() {
-	defer pr.drained()
-	for m := range pr.async.Successes() {
-		r := m.Metadata.(*sendReq)
-		pr.sent.Add(1)
-		pr.load.Add(-1)
-		r.complete(m.Partition, m.Offset, nil)
+// broken marks the producer for replacement: the pool stops routing to it
+// and closes it. The first cause is kept.
+func (pr *producer) broken(cause error) {
+	pr.mu.Lock()
+	first := pr.brokenErr == nil
+	if first {
+		pr.brokenErr = cause
+	}
+	pr.mu.Unlock()
+	if first {
+		pr.pool.retireBroken(pr, cause)
 	}
 }
 
-func (pr *producer) drainErrors() {
-	defer pr.drained()
-	for pe := range pr.async.Errors() {
-		r := pe.Msg.Metadata.(*sendReq)
-		err := classify(pe)
-		pr.load.Add(-1)
-		r.complete(-1, -1, err)
-		if isBroken(pe.Err) {
-			pr.broken.Store(true)
-			pr.pool.retireBroken(pr, pe.Err)
+// enqueue places recs on the producer's lanes: all of them, or none (with
+// errRetired) if the producer no longer takes records. laneIdx is the lane
+// every record of the call takes, or -1 to let each record take the lane
+// that sends it soonest. ctx bounds the wait for topic metadata.
+func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) error {
+	if pr.retired.Load() {
+		return errRetired
+	}
+	// Resolve every topic and partition before placing anything, so that
+	// a call is placed whole or not at all.
+	var last *topicState
+	for _, r := range recs {
+		ts := last
+		if ts == nil || ts.name != r.topic {
+			var err error
+			if ts, err = pr.topic(ctx, r.topic); err != nil {
+				return err
+			}
+			last = ts
+		}
+		if err := pr.partition(ts, r); err != nil {
+			return err
+		}
+		r.ps = ts.parts[r.partition]
+	}
+	if pr.txn != nil {
+		if err := pr.addToTxn(ctx, recs); err != nil {
+			return err
+		}
+	}
+	pr.load.Add(int64(len(recs)))
+	if pr.retired.Load() {
+		pr.unload(int64(len(recs)))
+		return errRetired
+	}
+	if laneIdx < 0 && len(recs) > 1 {
+		laneIdx = pr.laneFor(recs[0].ps)
+	}
+	now := time.Now()
+	for _, r := range recs {
+		r.enqueued = now
+		r.prodID = pr.id
+		ps := r.ps
+		ps.mu.Lock()
+		li := laneIdx
+		if li < 0 {
+			li = ps.pickLaneLocked(pr)
+		}
+		lp := ps.laneLocked(li)
+		lp.pending = append(lp.pending, r)
+		lp.pendingBytes += r.size
+		s := ps.sink
+		ready := s != nil && !ps.inReady && lp.inflight == nil
+		if ready {
+			ps.inReady = true
+		}
+		ps.mu.Unlock()
+		if ready {
+			s.addReady(ps)
+		}
+	}
+	return nil
+}
+
+// partition sets r.partition: the user's partitioner (WithSaramaConfig),
+// the key's hash, or for a keyless record the topic's sticky partition.
+func (pr *producer) partition(ts *topicState, r *record) error {
+	n := int32(len(ts.parts))
+	if ts.part != nil {
+		m := &sarama.ProducerMessage{Topic: r.topic, Partition: r.partition}
+		if r.rec.Key != nil {
+			m.Key = sarama.ByteEncoder(r.rec.Key)
+		}
+		ts.pmu.Lock()
+		p, err := ts.part.Partition(m, n)
+		ts.pmu.Unlock()
+		if err != nil {
+			return invalid(fmt.Sprintf("partitioner: %v", err))
+		}
+		if p < 0 || p >= n {
+			return invalid(fmt.Sprintf("partitioner chose partition %d of %d", p, n))
+		}
+		r.partition = p
+		return nil
+	}
+	switch {
+	case r.rec.Key != nil:
+		r.partition = hashPartition(pr.set.keyHash, r.rec.Key, n)
+	case pr.set.sticky:
+		r.partition = ts.sticky.Load() % n
+	default:
+		r.partition = rand.Int32N(n)
+	}
+	return nil
+}
+
+// laneFor picks the lane a multi-record call takes: the one its first
+// record's partition would send soonest.
+func (pr *producer) laneFor(ps *partState) int {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.pickLaneLocked(pr)
+}
+
+// usableLanes returns how many lanes may take records now; it starts
+// fetching another lane's producer id when want exceeds them.
+func (pr *producer) usableLanes(want bool) int {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	n := len(pr.lanes)
+	if want && n < pr.maxLanes() && !pr.growing && pr.brokenErr == nil {
+		if !pr.idempotent {
+			pr.lanes = append(pr.lanes, &lane{idx: n, pid: -1, epoch: -1})
+			pr.nlanes.Store(int32(n + 1))
+			return n + 1
+		}
+		pr.growing = true
+		pr.wg.Add(1)
+		go pr.growLane()
+	}
+	return n
+}
+
+// growLane fetches a producer id for one more lane.
+func (pr *producer) growLane() {
+	defer pr.wg.Done()
+	l, err := pr.newLane()
+	pr.mu.Lock()
+	pr.growing = false
+	if err == nil {
+		l.idx = len(pr.lanes)
+		pr.lanes = append(pr.lanes, l)
+		pr.nlanes.Store(int32(len(pr.lanes)))
+	}
+	pr.mu.Unlock()
+	if err != nil {
+		pr.pool.log.Debug("open another lane", zap.Int("producer", pr.id), zap.Error(err))
+	}
+}
+
+func (pr *producer) nLanes() int { return int(pr.nlanes.Load()) }
+
+func (pr *producer) laneAt(i int) *lane {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.lanes[i]
+}
+
+// unload takes n finished records off the producer's load, waking a close
+// or flush waiting for it to drain.
+func (pr *producer) unload(n int64) {
+	if pr.load.Add(-n) == 0 {
+		pr.mu.Lock()
+		if pr.load.Load() == 0 {
+			close(pr.idle)
+			pr.idle = make(chan struct{})
+		}
+		pr.mu.Unlock()
+	}
+}
+
+// drained waits until nothing is placed on the producer or ctx ends.
+func (pr *producer) drained(ctx context.Context) error {
+	pr.flushing.Add(1)
+	defer pr.flushing.Add(-1)
+	pr.wakeAll()
+	for {
+		pr.mu.Lock()
+		idle := pr.idle
+		empty := pr.load.Load() == 0
+		pr.mu.Unlock()
+		if empty {
+			return nil
+		}
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }
 
-// classify turns a sarama producer error into the pool's error classes.
-func classify(pe *sarama.ProducerError) error {
-	// sarama's ErrShuttingDown is not a "not sent": besides refusing new
-	// messages (which the gate prevents), sarama returns it for messages it
-	// was retrying when shutdown began, which may have been written.
-	var cfgErr sarama.ConfigurationError
-	if errors.As(pe.Err, &cfgErr) {
-		// sarama's dispatcher checks (size, headers on old versions) run
-		// before anything is sent.
-		return errors.Join(ErrInvalidMessage, pe.Err)
+// wakeAll makes every sink look at its partitions again (linger off).
+func (pr *producer) wakeAll() {
+	pr.mu.Lock()
+	sinks := make([]*sink, 0, len(pr.sinks))
+	for _, s := range pr.sinks {
+		sinks = append(sinks, s)
 	}
-	return &DeliveryError{Topic: pe.Msg.Topic, Err: pe.Err}
+	pr.mu.Unlock()
+	pr.topics.Range(func(_, v any) bool {
+		ts := v.(*topicState)
+		select {
+		case <-ts.loaded:
+		default:
+			return true
+		}
+		for _, ps := range ts.parts {
+			ps.mu.Lock()
+			s := ps.sink
+			mark := s != nil && !ps.inReady && ps.hasWorkLocked()
+			if mark {
+				ps.inReady = true
+			}
+			ps.mu.Unlock()
+			if mark {
+				s.addReady(ps)
+			}
+		}
+		return true
+	})
+	for _, s := range sinks {
+		s.poke()
+	}
 }
 
-// drained runs as each drainer exits; the last one closes the client and
-// the connections and forgets the producer.
-func (pr *producer) drained() {
-	defer pr.pool.wg.Done()
-	if pr.drainers.Add(-1) > 0 {
-		return
+// close flushes the producer and closes it: it waits for every record on it
+// to finish, as long as ctx allows; then (or at once, if ctx ended) it
+// aborts what is left, stops its goroutines and closes the client and every
+// connection. It runs once, on a goroutine of the pool's.
+func (pr *producer) close(ctx context.Context) {
+	pr.retired.Store(true)
+	if err := pr.drained(ctx); err != nil {
+		pr.abort()
+		// Aborted connections fail what was in flight at once; what
+		// never left fails with ErrPoolClosed. Wait for that, briefly.
+		pr.failAll(errGaveUp)
+		wait, cancel := context.WithTimeout(context.Background(), abortGrace)
+		_ = pr.drained(wait)
+		cancel()
 	}
-	if err := pr.client.Close(); err != nil && !errors.Is(err, sarama.ErrClosedClient) {
-		pr.pool.log.Debug("close client", zap.Int("producer", pr.id), zap.Error(err))
-	}
+	pr.shutdown()
+}
+
+// abortGrace bounds how long close waits, after aborting the connections,
+// for the callbacks of requests in flight (they fail at once).
+const abortGrace = 2 * time.Second
+
+func (pr *producer) abort() {
+	pr.aborted.Store(true)
 	pr.dialer.abort()
-	pr.pool.forget(pr)
+	pr.wakeAll()
+}
+
+// shutdown stops the producer's goroutines and closes its client. Records
+// still on it (only if close's grace ran out) are failed.
+func (pr *producer) shutdown() {
+	pr.stopOnce.Do(func() {
+		pr.mu.Lock()
+		close(pr.stop)
+		pr.mu.Unlock()
+		pr.cancel()
+		pr.dialer.abort() // what still blocks on the network returns
+		pr.wg.Wait()
+		pr.failAll(errGaveUp)
+		if err := pr.client.Close(); err != nil && !errors.Is(err, sarama.ErrClosedClient) {
+			pr.pool.log.Debug("close client", zap.Int("producer", pr.id), zap.Error(err))
+		}
+		// A sink may hold a broker the client no longer lists (its
+		// metadata moved on) and reopened it: close those too.
+		for _, s := range pr.sinks {
+			_ = s.broker.Close()
+		}
+		pr.dialer.abort()
+	})
+}
+
+// failAll fails every record waiting on the producer and not in flight,
+// for cause: those never sent as not sent, those of a batch waiting to be
+// sent again as their attempts tell.
+func (pr *producer) failAll(cause error) {
+	pr.topics.Range(func(_, v any) bool {
+		ts := v.(*topicState)
+		select {
+		case <-ts.loaded:
+		default:
+			return true
+		}
+		for _, ps := range ts.parts {
+			ps.mu.Lock()
+			out, bs := ps.takeAllLocked()
+			ps.mu.Unlock()
+			pr.failUnsent(out, notSent(cause))
+			for _, b := range bs {
+				pr.failBatch(b, cause)
+			}
+		}
+		return true
+	})
+}
+
+// busy reports whether the producer is saturated: some connection had
+// every request slot in flight with records still waiting, lately. That is
+// queueing the pool can measure, and the signal to add a producer; so is a
+// load at Config.ProducerBusyAt.
+func (pr *producer) busy() bool {
+	if pr.load.Load() >= int64(pr.pool.cfg.ProducerBusyAt) {
+		return true
+	}
+	at := pr.saturatedAt.Load()
+	return at != 0 && time.Since(time.Unix(0, at)) < saturationWindow
+}
+
+// saturationWindow is how long a saturated connection counts as such.
+const saturationWindow = 100 * time.Millisecond
+
+func (pr *producer) isBroken() bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.brokenErr != nil
 }

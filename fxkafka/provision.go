@@ -5,14 +5,32 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
 )
 
-// errCapLeased: every producer the cap allows is leased.
-var errCapLeased = errors.New("every producer MaxProducers allows is leased")
+// slotState is where a producer of the pool is in its life. Every producer
+// the pool holds, from the start of its provisioning until it is fully
+// closed, is one slot in ProducerPool.slots; the cap counts slots.
+type slotState int
+
+const (
+	slotOpening  slotState = iota // being provisioned
+	slotShared                    // takes shared sends
+	slotLeased                    // held by a Lease
+	slotIdle                      // a lease producer no Lease holds
+	slotRetiring                  // closing: broken, or closed by Close
+)
+
+type slot struct {
+	state slotState
+	lease bool // made for leases
+	txn   int  // transactional id suffix, or -1
+	pr    *producer
+}
 
 // attempt is one provisioning attempt. err is written before done is closed.
 type attempt struct {
@@ -20,87 +38,150 @@ type attempt struct {
 	err  error
 }
 
-// attemptForWaiter returns the attempt a caller with no producer should wait
-// for, starting one if none is under way. It returns (nil, nil) if a producer
-// is open now, and ErrUnavailable (with the last cause) while backing off.
-func (p *ProducerPool) attemptForWaiter() (*attempt, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// reserveLocked is the one place a provisioning attempt starts. It checks,
+// in order: the pool is open; an attempt is already under way (the caller
+// joins it: one attempt at a time, whoever asks); the cap, counting every
+// slot (opening, open and closing); the backoff after a failure. Then it
+// takes a slot and starts the attempt. For a shared send, errFull means
+// every slot is a lease; for a lease, the caller waits for a release.
+func (p *ProducerPool) reserveLocked(lease bool) (*attempt, error) {
 	switch {
 	case p.closed.Load():
-		return nil, ErrPoolClosed
-	case len(*p.producers.Load()) > 0:
-		return nil, nil
+		return nil, closedErr
 	case p.attempt != nil:
 		return p.attempt, nil
-	case p.leaseCount >= p.cfg.MaxProducers:
-		return nil, unavailable(errCapLeased)
+	case len(p.slots) >= p.cfg.MaxProducers:
+		return nil, errFull
 	case time.Now().Before(p.nextAttempt):
 		return nil, unavailable(p.lastErr)
 	}
-	return p.startAttemptLocked(), nil
-}
-
-// provisionMore starts an attempt to add a producer, unless one is under way,
-// the cap is reached, or the pool is backing off. It does not wait.
-func (p *ProducerPool) provisionMore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed.Load() || p.attempt != nil || len(*p.producers.Load())+p.leaseCount >= p.cfg.MaxProducers ||
-		time.Now().Before(p.nextAttempt) {
-		return
+	sl := &slot{state: slotOpening, lease: lease, txn: -1}
+	if lease && p.cfg.TransactionalID != "" {
+		sl.txn = p.freeTxnSlotLocked()
 	}
-	p.startAttemptLocked()
-}
-
-func (p *ProducerPool) startAttemptLocked() *attempt {
+	p.slots[sl] = struct{}{}
+	p.peak = max(p.peak, len(p.slots))
 	a := &attempt{done: make(chan struct{})}
 	p.attempt = a
 	p.provisionAttempts.Add(1)
 	p.wg.Add(1)
-	go p.provision(a)
-	return a
+	go p.provision(sl, a)
+	return a, nil
+}
+
+// errFull is reserveLocked's "every slot is taken".
+var errFull = errors.New("every producer MaxProducers allows exists")
+
+func (p *ProducerPool) freeTxnSlotLocked() int {
+	used := make(map[int]bool, len(p.slots))
+	for sl := range p.slots {
+		used[sl.txn] = true
+	}
+	for i := 0; ; i++ {
+		if !used[i] {
+			return i
+		}
+	}
+}
+
+// provisionMore starts an attempt to add a shared producer unless one is
+// under way, the cap is reached or the pool is backing off. It does not wait.
+func (p *ProducerPool) provisionMore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.attempt == nil {
+		_, _ = p.reserveLocked(false)
+	}
 }
 
 // provision runs one attempt in its own goroutine (owned by the pool), so no
 // caller's context cancels work that others wait for; ProvisionTimeout and
 // Close bound it.
-func (p *ProducerPool) provision(a *attempt) {
+func (p *ProducerPool) provision(sl *slot, a *attempt) {
 	defer p.wg.Done()
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.ProvisionTimeout)
 	defer cancel()
-	pr, err := p.newProducer(ctx, "")
+	txnID := ""
+	if sl.txn >= 0 {
+		txnID = fmt.Sprintf("%s-%d", p.cfg.TransactionalID, sl.txn)
+	}
+	pr, err := p.newProducer(ctx, txnID)
+	p.finishAttempt(sl, a, pr, err)
+	p.hookProvision(pr, sl.lease, time.Since(start), err)
+}
 
+// finishAttempt is the one place an attempt ends: the slot becomes a
+// producer (or is freed), the backoff and LastProvisionError follow the
+// outcome, and the outage and recovery are logged once each.
+func (p *ProducerPool) finishAttempt(sl *slot, a *attempt, pr *producer, err error) {
 	p.mu.Lock()
 	p.attempt = nil
 	if err == nil && p.closed.Load() {
-		err = ErrPoolClosed
+		err = closedErr
 	}
 	if err != nil {
-		p.failures++
+		delete(p.slots, sl)
 		p.provisionFailures.Add(1)
-		p.nextAttempt = time.Now().Add(backoff(p.failures, p.cfg.ProvisionBackoffMax))
-		if p.lastErr == nil && err != ErrPoolClosed {
-			p.log.Warn("kafka unavailable", zap.Strings("brokers", p.cfg.Brokers), zap.Error(err))
+		if !errors.Is(err, ErrPoolClosed) {
+			p.failures++
+			p.nextAttempt = time.Now().Add(backoff(p.failures, p.cfg.ProvisionBackoffMax))
+			if p.lastErr == nil {
+				p.log.Warn("kafka unavailable", zap.Strings("brokers", p.cfg.Brokers), zap.Error(err))
+			}
+			p.lastErr = err
 		}
-		p.lastErr = err
 	} else {
 		if p.lastErr != nil {
 			p.log.Info("kafka available again", zap.Int("failedAttempts", p.failures))
 		}
 		p.failures, p.lastErr, p.nextAttempt = 0, nil, time.Time{}
-		prods := append(append([]*producer(nil), *p.producers.Load()...), pr)
-		p.producers.Store(&prods)
-		p.peak = max(p.peak, len(prods))
-		p.log.Debug("producer provisioned", zap.Int("producer", pr.id), zap.Int("producers", len(prods)))
+		p.nextID++
+		pr.id = p.nextID
+		sl.pr = pr
+		if sl.lease {
+			sl.state = slotIdle
+		} else {
+			sl.state = slotShared
+			p.publishSharedLocked()
+		}
+		p.log.Debug("producer provisioned", zap.Int("producer", pr.id), zap.Bool("lease", sl.lease))
 	}
+	p.broadcastLeaseLocked()
 	a.err = err
 	close(a.done)
 	p.mu.Unlock()
 
 	if pr != nil && err != nil {
-		pr.retire() // the pool closed while it was being made
+		pr.shutdown() // the pool closed while it was being made
 	}
+}
+
+// publishSharedLocked replaces the routing snapshot from the slot table.
+func (p *ProducerPool) publishSharedLocked() {
+	var prods []*producer
+	for sl := range p.slots {
+		if sl.state == slotShared {
+			prods = append(prods, sl.pr)
+		}
+	}
+	slices.SortFunc(prods, func(a, b *producer) int { return a.id - b.id })
+	p.shared.Store(&prods)
+}
+
+func (p *ProducerPool) slotOfLocked(pr *producer) *slot {
+	for sl := range p.slots {
+		if sl.pr == pr {
+			return sl
+		}
+	}
+	return nil
+}
+
+// broadcastLeaseLocked wakes every caller waiting in Lease.
+func (p *ProducerPool) broadcastLeaseLocked() {
+	close(p.leaseFreed)
+	p.leaseFreed = make(chan struct{})
 }
 
 // backoff returns the pause after the n-th consecutive failure: a tenth of
@@ -115,62 +196,97 @@ func backoff(n int, limit time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// newProducer dials the brokers, fetches metadata and starts a producer. It
-// returns within ctx: when ctx ends, the dialer closes the connections sarama
-// is blocked on.
+// newProducer dials the brokers, fetches metadata and, with idempotence or a
+// transactional id, a producer id, and starts a producer. It returns within
+// ctx: when ctx ends, the dialer closes the connections sarama is blocked on,
+// and whatever was made is closed before it returns.
 func (p *ProducerPool) newProducer(ctx context.Context, txnID string) (*producer, error) {
 	d := newDialer(dialTimeout, keepAlive)
 	stop := context.AfterFunc(ctx, d.abort)
-	client, err := sarama.NewClient(p.cfg.Brokers, p.saramaConfig(d, txnID))
-	var async sarama.AsyncProducer
-	if err == nil {
-		// A transactional producer fetches its producer id here.
-		async, err = sarama.NewAsyncProducerFromClient(client)
+	conf := p.saramaConfig(d, txnID)
+	client, err := sarama.NewClient(p.cfg.Brokers, conf)
+	l0 := &lane{pid: -1, epoch: -1}
+	if err == nil && (p.set.idempotent || txnID != "") {
+		l0, err = initProducerID(ctx, client, conf, txnID)
 	}
 	if !stop() {
-		d.abort()
-		if client != nil {
-			_ = client.Close()
-		}
-		if p.ctx.Err() != nil {
-			return nil, ErrPoolClosed
-		}
-		return nil, fmt.Errorf("provision producer: no answer from %v within %v: %w", p.cfg.Brokers, p.cfg.ProvisionTimeout, err)
+		err = ctx.Err()
 	}
 	if err != nil {
+		d.abort()
 		if client != nil {
 			_ = client.Close()
 		}
-		d.abort()
+		switch {
+		case p.ctx.Err() != nil:
+			return nil, closedErr
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("provision producer: no answer from %v within %v: %w", p.cfg.Brokers, p.cfg.ProvisionTimeout, ctx.Err())
+		}
 		return nil, fmt.Errorf("provision producer: %w", err)
 	}
 	d.ready.Store(true)
-	pr := &producer{
-		pool:     p,
-		client:   client,
-		async:    async,
-		input:    async.Input(),
-		dialer:   d,
-		retiring: make(chan struct{}),
-		slot:     -1,
-	}
-	p.mu.Lock()
-	p.nextID++
-	pr.id = p.nextID
-	p.live[pr] = struct{}{}
-	p.mu.Unlock()
-	pr.start()
-	return pr, nil
+	return p.newProducerOn(client, conf, d, txnID, l0), nil
 }
 
-// forget removes a fully closed producer from the live set, folding its
-// counter into the pool's.
-func (p *ProducerPool) forget(pr *producer) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.live, pr)
-	if pr.slot >= 0 {
-		delete(p.slots, pr.slot)
+// initProducerID fetches a producer id (from the transaction coordinator
+// for a transactional id), retrying what the brokers say will pass, until
+// ctx ends.
+func initProducerID(ctx context.Context, client sarama.Client, conf *sarama.Config, txnID string) (*lane, error) {
+	req := &sarama.InitProducerIDRequest{TransactionTimeout: txnTimeout, ProducerID: -1, ProducerEpoch: -1}
+	switch v := conf.Version; {
+	case v.IsAtLeast(sarama.V2_7_0_0):
+		req.Version = 4
+	case v.IsAtLeast(sarama.V2_5_0_0):
+		req.Version = 3
+	case v.IsAtLeast(sarama.V2_4_0_0):
+		req.Version = 2
+	case v.IsAtLeast(sarama.V2_0_0_0):
+		req.Version = 1
 	}
-	p.retiredSent += pr.sent.Load()
+	if txnID != "" {
+		req.TransactionalID = &txnID
+	}
+	for {
+		var b *sarama.Broker
+		var err error
+		if txnID != "" {
+			b, err = client.TransactionCoordinator(txnID)
+		} else if b = client.LeastLoadedBroker(); b == nil {
+			err = sarama.ErrOutOfBrokers
+		}
+		if err == nil {
+			var resp *sarama.InitProducerIDResponse
+			resp, err = b.InitProducerID(req)
+			switch {
+			case err != nil:
+			case resp.Err == sarama.ErrNoError:
+				return &lane{pid: resp.ProducerID, epoch: resp.ProducerEpoch}, nil
+			default:
+				err = resp.Err
+			}
+		}
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case errors.Is(err, sarama.ErrNotCoordinatorForConsumer), errors.Is(err, sarama.ErrConsumerCoordinatorNotAvailable):
+			_ = client.RefreshTransactionCoordinator(txnID)
+		case errors.Is(err, sarama.ErrConcurrentTransactions), errors.Is(err, sarama.ErrOffsetsLoadInProgress),
+			isConnectionError(err):
+		default:
+			return nil, fmt.Errorf("init producer id: %w", err)
+		}
+		select {
+		case <-time.After(txnRetryPause):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// newLane fetches a producer id for one more lane of pr.
+func (pr *producer) newLane() (*lane, error) {
+	ctx, cancel := context.WithTimeout(pr.ctx, pr.pool.cfg.ProvisionTimeout)
+	defer cancel()
+	return initProducerID(ctx, pr.client, pr.conf, pr.txnID)
 }

@@ -17,6 +17,9 @@ const (
 	metadataBackoff  = 100 * time.Millisecond
 	produceRetries   = 3
 	produceBackoff   = 100 * time.Millisecond
+	maxOpenRequests  = 5               // Kafka's limit for in-flight batches of one idempotent producer per partition
+	txnTimeout       = time.Minute     // transaction.timeout.ms of transactional producers
+	txnRetryPause    = 20 * time.Millisecond
 )
 
 // saramaConfig builds the sarama configuration of one producer. The package
@@ -57,27 +60,13 @@ func (p *ProducerPool) saramaConfig(d *dialer, txnID string) *sarama.Config {
 	sc.Producer.RequiredAcks, _ = parseAcks(c.RequiredAcks) // checked by Validate
 	sc.Producer.Timeout = brokerAckTimeout
 	sc.Producer.MaxMessageBytes = c.MaxMessageBytes
-	sc.Producer.Partitioner, _ = partitionerFor(c.Partitioner) // checked by Validate
 	sc.Producer.Retry.Max = produceRetries
 	sc.Producer.Retry.BackoffFunc = pause(produceBackoff)
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
-	if txnID != "" {
-		sc.Producer.Transaction.ID = txnID
-		// Not skipped while provisioning: a broker answers
-		// CONCURRENT_TRANSACTIONS until it has finished aborting the
-		// previous holder's transaction, which takes time.
-		sc.Producer.Transaction.Retry.BackoffFunc = func(int, int) time.Duration {
-			if d.aborted.Load() {
-				return 0
-			}
-			return produceBackoff
-		}
-	}
-	if c.Idempotent || txnID != "" {
-		sc.Producer.Idempotent = true
-		sc.Producer.RequiredAcks = sarama.WaitForAll
-		sc.Net.MaxOpenRequests = 1
-	}
+	// The pool builds and sends the batches itself (idempotence and
+	// transactions included); sarama's producer settings do not apply, and
+	// Net.MaxOpenRequests is the requests in flight per connection.
+	sc.Net.MaxOpenRequests = maxOpenRequests
 	return sc
 }

@@ -3,196 +3,257 @@ package fxkafka
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
 )
 
-// sendReq is one message on its way through a producer. The pool copies the
-// caller's message into msg, so sarama never writes to (or holds) the
-// caller's message: a caller whose context ends may reuse its message at once.
-type sendReq struct {
-	msg       sarama.ProducerMessage
-	batch     *batch
-	partition int32
-	offset    int64
-	timestamp time.Time
-	err       error
-	completed atomic.Bool // set after the fields above are written
+// Producer is the synchronous send API of a [ProducerPool] (and of a
+// [Lease]). Handlers that depend on it rather than on *ProducerPool can be
+// unit-tested with a fake; [Module] provides it.
+type Producer interface {
+	SendMessage(ctx context.Context, msg *sarama.ProducerMessage) (partition int32, offset int64, err error)
+	SendMessages(ctx context.Context, msgs []*sarama.ProducerMessage) error
 }
 
-// batch counts the messages of one call still outstanding.
-type batch struct {
-	pending atomic.Int64
-	done    chan struct{} // size 1: the last completion sends once, never blocks
-}
-
-func (r *sendReq) prepare(m *sarama.ProducerMessage, b *batch) {
-	r.msg = sarama.ProducerMessage{
-		Topic:     m.Topic,
-		Key:       m.Key,
-		Value:     m.Value,
-		Headers:   m.Headers,
-		Partition: m.Partition,
-		Timestamp: m.Timestamp,
-		Metadata:  r,
-	}
-	r.batch = b
-	r.err = nil
-	r.completed.Store(false)
-}
-
-// complete records the outcome; run by a drainer, or by the caller for a
-// message that was never handed off.
-func (r *sendReq) complete(partition int32, offset int64, err error) {
-	r.partition, r.offset, r.err = partition, offset, err
-	r.timestamp = r.msg.Timestamp
-	r.completed.Store(true)
-	if r.batch.pending.Add(-1) == 0 {
-		r.batch.done <- struct{}{}
-	}
-}
-
-// writeBack copies the broker-assigned fields to the caller's message, as
-// sarama's SyncProducer does.
-func (r *sendReq) writeBack(m *sarama.ProducerMessage) {
-	m.Partition, m.Offset, m.Timestamp = r.partition, r.offset, r.timestamp
-}
-
-// call is the reusable state of one SendMessage. It goes back to callPool
-// only when its message was acknowledged; one abandoned by its caller's
-// context, or failed, is left to the garbage collector.
-type call struct {
-	batch batch
-	req   sendReq
-	reqs  [1]*sendReq
-}
-
-var callPool = sync.Pool{New: func() any {
-	c := &call{}
-	c.batch.done = make(chan struct{}, 1)
-	c.reqs[0] = &c.req
-	return c
-}}
-
-func (c *call) release() {
-	c.req.msg = sarama.ProducerMessage{} // drop the caller's key and value
-	c.req.err = nil
-	callPool.Put(c)
-}
+var _ Producer = (*ProducerPool)(nil)
 
 // SendMessage sends msg and waits until the brokers acknowledge it (with
 // Config.RequiredAcks), returning its partition and offset; like sarama's
 // SyncProducer it also sets msg.Partition, msg.Offset and msg.Timestamp. The
-// pool copies msg before handing it to a producer, so the caller owns msg
-// again as soon as SendMessage returns, whatever the outcome; msg.Metadata is
-// never touched. msg must not be modified during the call.
+// pool copies msg's key, value and headers before it returns or hands
+// anything on, so the caller owns msg and every byte it points to again as
+// soon as SendMessage returns, whatever the outcome; msg.Metadata is never
+// touched. msg must not be modified during the call.
 //
 // ctx bounds how long the caller waits, not the work already started. The
 // error tells what happened to the message:
-//   - [ErrInvalidMessage]: msg is nil, has no topic, or is too large; not sent.
+//   - [ErrInvalidMessage]: msg cannot be written (see the error); not sent.
 //   - [ErrPoolClosed]: the pool is closed or closing; not sent.
-//   - [ErrUnavailable]: no producer could be had (no broker reachable, the
-//     pool backing off after a failed attempt, or ctx ended while waiting for
-//     one); not sent and never sent later: retrying is safe.
-//   - [*DeliveryError] ([ErrDeliveryUnknown]): the message was handed to a
-//     producer and ctx ended first, or sarama gave up after its retries. It
-//     may have been written; the pool will not send it again.
+//   - [ErrUnavailable]: no producer could take it (no broker reachable, the
+//     pool backing off after a failed attempt), ctx ended before it left in a
+//     request, or the brokers had no leader for it until the retries ran
+//     out. Not written, and never written later: retrying is safe.
+//   - [*DeliveryError] ([ErrDeliveryUnknown]): it was sent and ctx ended
+//     before the answer, or the brokers did not confirm it before the
+//     retries ran out. It may have been written; the pool will not send it
+//     again.
 func (p *ProducerPool) SendMessage(ctx context.Context, msg *sarama.ProducerMessage) (partition int32, offset int64, err error) {
-	return p.sendOne(ctx, msg, p.acquire)
-}
-
-// router picks the producer for n messages and reserves them on its load:
-// the pool's least-loaded routing, or a lease's own producer.
-type router func(ctx context.Context, n int) (*producer, error)
-
-func (p *ProducerPool) sendOne(ctx context.Context, msg *sarama.ProducerMessage, route router) (partition int32, offset int64, err error) {
-	if err := p.checkMessage(msg); err != nil {
-		return -1, -1, err
-	}
-	if err := ctx.Err(); err != nil {
-		return -1, -1, p.count(unavailable(err))
-	}
-	c := callPool.Get().(*call)
-	c.req.prepare(msg, &c.batch)
-	c.batch.pending.Store(1)
-	if _, err := p.dispatch(ctx, c.reqs[:], route); err != nil {
-		c.release()
-		return -1, -1, p.count(err)
-	}
-	select {
-	case <-c.batch.done:
-	case <-ctx.Done():
-		select {
-		case <-c.batch.done:
-		default:
-			return -1, -1, p.count(&DeliveryError{Topic: msg.Topic, Err: ctx.Err()})
-		}
-	}
-	r := &c.req
-	partition, offset, err = r.partition, r.offset, r.err
-	if err != nil {
-		// Not reused: sarama reads a message once more after returning it
-		// on Errors() (partitionProducer.updateLeaderIfBrokerProducerIsNil
-		// backs off by msg.retries), so a failed call is left to the GC.
-		return -1, -1, p.count(err)
-	}
-	r.writeBack(msg)
-	c.release()
-	return partition, offset, nil
+	return p.sendOne(ctx, msg, nil)
 }
 
 // SendMessages sends msgs and waits for all of them, like
-// [ProducerPool.SendMessage] does for one. Every message is checked first: if
-// one is invalid, the call returns a [*MessageError] matching
-// [ErrInvalidMessage] and sends nothing. Otherwise the messages go to one
-// producer in order. On success each message's Partition, Offset and
-// Timestamp are set. If some fail, the error is a [SendErrors] holding one
+// [ProducerPool.SendMessage] does for one. Every message is checked first:
+// if one is invalid, the call returns a [*MessageError] matching
+// [ErrInvalidMessage] and sends nothing; if ctx has ended already, nothing
+// is sent either. Otherwise every message is placed on one producer and one
+// lane, so that the messages of the call to one partition are stored in the
+// order given. On success each message's Partition, Offset and Timestamp
+// are set. If some fail, the error is a [SendErrors] holding one
 // [*MessageError] per failed message, in the classes SendMessage documents
 // (errors.Is looks through all of them); the other messages were delivered.
 func (p *ProducerPool) SendMessages(ctx context.Context, msgs []*sarama.ProducerMessage) error {
-	return p.sendBatch(ctx, msgs, p.acquire)
+	return p.sendBatch(ctx, msgs, nil)
 }
 
-func (p *ProducerPool) sendBatch(ctx context.Context, msgs []*sarama.ProducerMessage, route router) error {
+// accept validates msg and makes the pool's record of it, running the
+// send-start hooks on the pool's copy (so headers they add are sent).
+func (p *ProducerPool) accept(ctx context.Context, msg *sarama.ProducerMessage) (*record, error) {
+	if !p.hooks.onSend() || msg == nil {
+		return p.newRecord(msg)
+	}
+	cp := *msg
+	cp.Headers = append([]sarama.RecordHeader(nil), msg.Headers...)
+	cp.Metadata = nil
+	hr := &hookRecord{ctx: ctx, msg: &cp, start: time.Now()}
+	for _, h := range p.hooks.sendStart {
+		if c := h.OnSendStart(hr.ctx, &cp); c != nil {
+			hr.ctx = c
+		}
+	}
+	r, err := p.newRecord(&cp)
+	if err != nil {
+		p.hookEnd(hr, -1, -1, 0, 0, err)
+		return nil, err
+	}
+	r.hook = hr
+	return r, nil
+}
+
+// tell reports the outcome of r to the counters and the send-end hooks,
+// once: the first of the caller (giving up) and the producer (the broker's
+// answer) to get there.
+func (p *ProducerPool) tell(r *record, err error) {
+	if !r.told.CompareAndSwap(false, true) {
+		return
+	}
+	p.inFlight.Add(-1)
+	if err != nil {
+		p.count(err)
+	}
+	if r.hook != nil {
+		part, off := int32(-1), int64(-1)
+		n := 0
+		if err == nil {
+			part, off, n = r.partition, r.offset, r.batchN
+		}
+		p.hookEnd(r.hook, part, off, n, r.prodID, err)
+	}
+}
+
+// complete is the producer's report of r's outcome.
+func (p *ProducerPool) complete(r *record, offset int64, err error, batchN int) {
+	r.offset, r.err, r.batchN = offset, err, batchN
+	if err == nil {
+		p.sent.Add(1)
+	}
+	p.tell(r, err)
+	r.state.Store(stDone)
+	if r.own.promise != nil {
+		p.promises.push(r)
+		return
+	}
+	c := r.call
+	if c.pending.Add(-1) == 0 {
+		c.done <- struct{}{}
+	}
+}
+
+// route finds the producer a call goes to: the lease's, or for a shared
+// send the least-loaded shared producer, provisioning one if none is open.
+func (p *ProducerPool) route(ctx context.Context, l *Lease) (*producer, error) {
+	if l != nil {
+		return l.producer()
+	}
+	return p.acquire(ctx)
+}
+
+// dispatch places recs on a producer, routing again if the one chosen
+// retired before taking them (they were never placed, so sending them
+// elsewhere cannot duplicate them).
+func (p *ProducerPool) dispatch(ctx context.Context, recs []*record, lane int, l *Lease) error {
+	for {
+		pr, err := p.route(ctx, l)
+		if err != nil {
+			return err
+		}
+		err = pr.enqueue(ctx, recs, lane)
+		if !errors.Is(err, errRetired) {
+			return err
+		}
+		if l != nil {
+			return closedErr
+		}
+	}
+}
+
+func (p *ProducerPool) sendOne(ctx context.Context, msg *sarama.ProducerMessage, l *Lease) (int32, int64, error) {
+	r, err := p.accept(ctx, msg)
+	if err != nil {
+		p.count(err)
+		return -1, -1, err
+	}
+	p.inFlight.Add(1)
+	if err := ctx.Err(); err != nil {
+		err = unavailable(err)
+		p.tell(r, err)
+		r.release()
+		return -1, -1, err
+	}
+	c := &r.own
+	if c.done == nil {
+		c.done = make(chan struct{}, 1)
+	}
+	c.pending.Store(1)
+	r.call = c
+	if err := p.dispatch(ctx, []*record{r}, -1, l); err != nil {
+		p.tell(r, err)
+		r.release()
+		return -1, -1, err
+	}
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		if r.withdraw() {
+			err := unavailable(ctx.Err()) // still queued: never sent
+			p.tell(r, err)
+			return -1, -1, err
+		}
+		select {
+		case <-c.done:
+		default:
+			err := &DeliveryError{Topic: msg.Topic, Err: ctx.Err()}
+			p.tell(r, err)
+			return -1, -1, err
+		}
+	}
+	partition, offset, err := r.partition, r.offset, r.err
+	if err != nil {
+		r.release()
+		return -1, -1, err
+	}
+	msg.Partition, msg.Offset, msg.Timestamp = partition, offset, r.ts
+	r.release()
+	return partition, offset, nil
+}
+
+func (p *ProducerPool) sendBatch(ctx context.Context, msgs []*sarama.ProducerMessage, l *Lease) error {
+	recs := make([]*record, len(msgs))
 	for i, m := range msgs {
-		if err := p.checkMessage(m); err != nil {
+		r, err := p.accept(ctx, m)
+		if err != nil {
+			p.count(err)
+			for _, r := range recs[:i] {
+				r.release()
+			}
 			return &MessageError{Index: i, Err: err}
 		}
+		recs[i] = r
 	}
 	if len(msgs) == 0 {
 		return nil
 	}
-	b := &batch{done: make(chan struct{}, 1)}
-	b.pending.Store(int64(len(msgs)))
-	reqs := make([]sendReq, len(msgs))
-	ptrs := make([]*sendReq, len(msgs))
-	for i := range reqs {
-		reqs[i].prepare(msgs[i], b)
-		ptrs[i] = &reqs[i]
+	p.inFlight.Add(int64(len(recs)))
+	c := &call{done: make(chan struct{}, 1)}
+	c.pending.Store(int64(len(recs)))
+	for _, r := range recs {
+		r.call = c
 	}
-	if handed, err := p.dispatch(ctx, ptrs, route); err != nil {
-		for _, r := range ptrs[handed:] {
-			r.complete(-1, -1, err)
+	fail := func(err error) error {
+		errs := make(SendErrors, len(recs))
+		for i, r := range recs {
+			p.tell(r, err)
+			errs[i] = &MessageError{Index: i, Err: err}
 		}
+		return errs
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(unavailable(err))
+	}
+	if err := p.dispatch(ctx, recs, -1, l); err != nil {
+		return fail(err)
 	}
 	select {
-	case <-b.done:
+	case <-c.done:
 	case <-ctx.Done():
 	}
 	var errs SendErrors
-	for i := range reqs {
-		r := &reqs[i]
+	for i, r := range recs {
+		var err error
 		switch {
-		case !r.completed.Load():
-			errs = append(errs, &MessageError{Index: i, Err: p.count(&DeliveryError{Topic: msgs[i].Topic, Err: ctx.Err()})})
+		case r.withdraw():
+			err = unavailable(ctx.Err())
+			p.tell(r, err)
+		case r.state.Load() != stDone:
+			err = &DeliveryError{Topic: msgs[i].Topic, Err: ctx.Err()}
+			p.tell(r, err)
 		case r.err != nil:
-			errs = append(errs, &MessageError{Index: i, Err: p.count(r.err)})
+			err = r.err
 		default:
-			r.writeBack(msgs[i])
+			msgs[i].Partition, msgs[i].Offset, msgs[i].Timestamp = r.partition, r.offset, r.ts
+		}
+		if err != nil {
+			errs = append(errs, &MessageError{Index: i, Err: err})
 		}
 	}
 	if errs != nil {
@@ -201,63 +262,59 @@ func (p *ProducerPool) sendBatch(ctx context.Context, msgs []*sarama.ProducerMes
 	return nil
 }
 
-// dispatch hands reqs to producers, re-routing the rest if a producer retires
-// mid-way (those were never handed off, so sending them elsewhere cannot
-// duplicate them). It returns how many were handed off; the error, if any,
-// applies to the rest.
-func (p *ProducerPool) dispatch(ctx context.Context, reqs []*sendReq, route router) (int, error) {
-	handed := 0
+// acquire returns the producer a shared send should use. With none open it
+// starts or joins a provisioning attempt and waits for it as long as ctx
+// allows; while the pool backs off after a failure it fails at once with
+// ErrUnavailable.
+func (p *ProducerPool) acquire(ctx context.Context) (*producer, error) {
+	var waitStart time.Time
+	defer func() {
+		if !waitStart.IsZero() {
+			p.waiting.Add(-1)
+			p.waitCount.Add(1)
+			p.waitDuration.Add(int64(time.Since(waitStart)))
+		}
+	}()
 	for {
-		pr, err := route(ctx, len(reqs)-handed)
-		if err != nil {
-			return handed, err
+		if p.closed.Load() {
+			return nil, closedErr
 		}
-		n, err := pr.handoff(ctx, reqs[handed:])
-		if rest := len(reqs) - handed - n; rest > 0 {
-			pr.load.Add(-int64(rest))
+		prods := *p.shared.Load()
+		if pr := leastLoaded(prods); pr != nil {
+			if len(prods) < p.cfg.MaxProducers && pr.busy() {
+				p.provisionMore()
+			}
+			return pr, nil
 		}
-		handed += n
+		p.mu.Lock()
+		var a *attempt
+		var err error
+		if len(*p.shared.Load()) == 0 {
+			a, err = p.reserveLocked(false)
+		}
+		p.mu.Unlock()
 		switch {
-		case err == nil:
-			return handed, nil
-		case errors.Is(err, errRetired):
-			continue
-		default:
-			return handed, unavailable(err)
+		case errors.Is(err, errFull):
+			return nil, &sendError{class: ErrUnavailable, also: ErrNoFreeProducer,
+				what: "every producer MaxProducers allows is leased"}
+		case err != nil:
+			return nil, err
+		case a == nil:
+			continue // a producer appeared
+		}
+		if waitStart.IsZero() {
+			waitStart = time.Now()
+			p.waiting.Add(1)
+		}
+		select {
+		case <-a.done:
+			if a.err != nil && !errors.Is(a.err, ErrPoolClosed) {
+				return nil, unavailable(a.err)
+			}
+		case <-ctx.Done():
+			return nil, unavailable(ctx.Err())
+		case <-p.closing:
+			return nil, closedErr
 		}
 	}
-}
-
-// count adds a failed message to the counter of err's class and returns err.
-func (p *ProducerPool) count(err error) error {
-	switch {
-	case errors.Is(err, ErrPoolClosed):
-		p.failedClosed.Add(1)
-	case errors.Is(err, ErrUnavailable):
-		p.failedUnavailable.Add(1)
-	case errors.Is(err, ErrInvalidMessage):
-		p.failedInvalid.Add(1)
-	case errors.Is(err, ErrDeliveryUnknown):
-		p.failedUnknown.Add(1)
-	}
-	return err
-}
-
-// checkMessage refuses a message that cannot be sent, before anything is.
-func (p *ProducerPool) checkMessage(m *sarama.ProducerMessage) error {
-	var err error
-	switch {
-	case m == nil:
-		err = fmt.Errorf("%w: nil message", ErrInvalidMessage)
-	case m.Topic == "":
-		err = fmt.Errorf("%w: message has no Topic", ErrInvalidMessage)
-	default:
-		if size := m.ByteSize(2); size > p.cfg.MaxMessageBytes {
-			err = fmt.Errorf("%w: message of %d bytes exceeds MaxMessageBytes (%d)", ErrInvalidMessage, size, p.cfg.MaxMessageBytes)
-		}
-	}
-	if err != nil {
-		p.failedInvalid.Add(1)
-	}
-	return err
 }

@@ -1,0 +1,252 @@
+package fxkafka
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// finisher collects the records a response settled, so that their callers,
+// hooks and promises hear of it after the partition's lock is released.
+type finisher struct {
+	recs  []*record
+	offs  []int64
+	errs  []error
+	ns    []int
+	ready  []*partState // partitions with something to send again
+	lost   bool         // some partition lost its leader
+	broken error        // the producer must be replaced, for this cause
+}
+
+func (f *finisher) add(r *record, off int64, err error, n int) {
+	f.recs = append(f.recs, r)
+	f.offs = append(f.offs, off)
+	f.errs = append(f.errs, err)
+	f.ns = append(f.ns, n)
+}
+
+func (f *finisher) run(pr *producer) {
+	for _, ps := range f.ready {
+		ps.mu.Lock()
+		s := ps.sink
+		ps.mu.Unlock()
+		if s != nil {
+			s.markReady(ps)
+		}
+	}
+	if f.lost {
+		pr.askRefresh()
+	}
+	if f.broken != nil {
+		pr.broken(f.broken)
+	}
+	for i, r := range f.recs {
+		if f.errs[i] != nil && pr.txn != nil {
+			pr.txnFailed(f.errs[i])
+		}
+		pr.pool.complete(r, f.offs[i], f.errs[i], f.ns[i])
+	}
+	if n := len(f.recs); n > 0 {
+		pr.unload(int64(n))
+	}
+}
+
+// settle applies the outcome of one batch's attempt: block is the broker's
+// answer for its partition, or reqErr the failure of the whole request
+// (sent tells whether the request left). It runs on the broker's receiving
+// goroutine, or on the sink's for a request that could not be sent.
+func (pr *producer) settle(b *batch, block *sarama.ProduceResponseBlock, reqErr error, sent bool, fin *finisher) {
+	ps := b.ps
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	lp := ps.lanes[b.lane]
+	lp.inflight = nil
+
+	if reqErr != nil {
+		if sent {
+			b.maybeWritten = true
+		}
+		ps.sink = nil // look the leader up again: the broker may be gone
+		fin.lost = true
+		pr.retryLocked(lp, b, reqErr, fin)
+		return
+	}
+	if block.Err == sarama.ErrNoError || block.Err == sarama.ErrDuplicateSequenceNumber {
+		// A duplicate is a retry of a batch the broker had stored.
+		for i, r := range b.recs {
+			off := int64(-1)
+			if block.Offset >= 0 {
+				off = block.Offset + int64(i)
+			}
+			fin.add(r, off, nil, len(b.recs))
+		}
+		if lp.retry != nil || len(lp.pending) > 0 {
+			fin.ready = append(fin.ready, ps)
+		}
+		return
+	}
+	cause := error(block.Err)
+	if block.ErrorMessage != nil && *block.ErrorMessage != "" {
+		cause = fmt.Errorf("%w: %s", block.Err, *block.ErrorMessage)
+	}
+	switch verdictOf(block.Err) {
+	case verdictLeader:
+		ps.sink = nil
+		fin.lost = true
+		pr.retryLocked(lp, b, cause, fin)
+	case verdictRetry:
+		pr.retryLocked(lp, b, cause, fin)
+	case verdictRetryMaybeWritten:
+		b.maybeWritten = true
+		pr.retryLocked(lp, b, cause, fin)
+	case verdictRejected:
+		pr.rejectLocked(lp, b, block, cause, fin)
+	case verdictBroken:
+		pr.failBatchLocked(lp, b, cause, fin)
+		fin.broken = cause
+	}
+}
+
+// retryLocked schedules b to be sent again after a pause, or fails it once
+// its retries are spent (or Close gave up waiting).
+func (pr *producer) retryLocked(lp *lanePart, b *batch, cause error, fin *finisher) {
+	if b.attempts > pr.set.retries || pr.aborted.Load() {
+		if pr.aborted.Load() && !b.maybeWritten {
+			cause = errGaveUp
+		}
+		pr.failBatchLocked(lp, b, cause, fin)
+		return
+	}
+	lp.retry = b
+	lp.notBefore = time.Now().Add(pr.retryPause())
+	fin.ready = append(fin.ready, b.ps)
+}
+
+// failBatchLocked fails every record of b: "may have been written" if an
+// attempt's outcome is unknown, else not sent. A lane whose batch may or may
+// not be stored no longer knows its sequence: with idempotence the producer
+// is then replaced.
+func (pr *producer) failBatchLocked(lp *lanePart, b *batch, cause error, fin *finisher) {
+	var err error
+	switch {
+	case b.maybeWritten:
+		err = &DeliveryError{Topic: b.ps.topic.name, Err: cause}
+		if pr.idempotent && fin.broken == nil {
+			fin.broken = fmt.Errorf("sequence of %s/%d unknown after: %w", b.ps.topic.name, b.ps.id, cause)
+		}
+	default:
+		err = notSent(cause)
+		if lp != nil && pr.idempotent {
+			lp.seq = b.seq // never written: the next batch takes its numbers
+		}
+	}
+	for _, r := range b.recs {
+		fin.add(r, -1, err, 0)
+	}
+	if lp != nil && (lp.retry != nil || len(lp.pending) > 0) {
+		fin.ready = append(fin.ready, b.ps)
+	}
+}
+
+// rejectLocked handles a batch the broker refused without writing it. A
+// batch of one record fails that record as invalid. A larger one may have
+// failed for one record, or for its size: the records the broker named go,
+// and the rest go back to the front of the lane to be sent again in halves,
+// so other callers' records are not failed with it.
+func (pr *producer) rejectLocked(lp *lanePart, b *batch, block *sarama.ProduceResponseBlock, cause error, fin *finisher) {
+	if b.maybeWritten {
+		// An earlier attempt may be stored; splitting could write twice.
+		pr.failBatchLocked(lp, b, cause, fin)
+		return
+	}
+	refuse := func(r *record) {
+		fin.add(r, -1, &sendError{class: ErrInvalidMessage, what: "the broker refused it", cause: cause}, 0)
+	}
+	if len(b.recs) == 1 || !splittable(block.Err) {
+		for _, r := range b.recs {
+			refuse(r)
+		}
+		if pr.idempotent {
+			lp.seq = b.seq
+		}
+		if lp.retry != nil || len(lp.pending) > 0 {
+			fin.ready = append(fin.ready, b.ps)
+		}
+		return
+	}
+	bad := make(map[int]bool, len(block.RecordErrors))
+	for _, re := range block.RecordErrors {
+		bad[int(re.BatchIndex)] = true
+	}
+	back := make([]*record, 0, len(b.recs))
+	for i, r := range b.recs {
+		if bad[i] {
+			refuse(r)
+			continue
+		}
+		back = append(back, r)
+	}
+	if len(bad) == 0 {
+		lp.splitLimit = max(1, len(b.recs)/2)
+	}
+	bytes := 0
+	for _, r := range back {
+		r.state.Store(stQueued) // never written: its caller may still withdraw it
+		bytes += r.size
+	}
+	lp.pending = append(back, lp.pending...)
+	lp.pendingBytes += bytes
+	if pr.idempotent {
+		lp.seq = b.seq
+	}
+	fin.ready = append(fin.ready, b.ps)
+}
+
+// failBatch fails a batch no longer in flight and off its lane.
+func (pr *producer) failBatch(b *batch, cause error) {
+	var fin finisher
+	pr.failBatchLocked(nil, b, cause, &fin)
+	fin.run(pr)
+}
+
+// errGaveUp is the cause given to what Close gave up on: never sent ones
+// fail with ErrPoolClosed, sent ones as outcome unknown.
+var errGaveUp = errors.New("the pool closed before an answer came")
+
+// notSent is the error of a record that was never written, for cause.
+func notSent(cause error) error {
+	if cause == errGaveUp {
+		return closedErr
+	}
+	return unavailable(cause)
+}
+
+// failUnsent fails records that were never sent with err (nothing of them
+// is written), except those their callers withdrew, which are only dropped.
+func (pr *producer) failUnsent(recs []*record, err error) {
+	var fin finisher
+	var dropped []*record
+	for _, r := range recs {
+		if r.state.CompareAndSwap(stQueued, stSent) {
+			fin.add(r, -1, err, 0)
+		} else {
+			dropped = append(dropped, r)
+		}
+	}
+	fin.run(pr)
+	pr.dropWithdrawn(dropped)
+}
+
+// dropWithdrawn forgets records their callers withdrew: their callers were
+// told already; only the producer's load and the pool's buffer remember them.
+func (pr *producer) dropWithdrawn(recs []*record) {
+	if len(recs) == 0 {
+		return
+	}
+	for _, r := range recs {
+		pr.pool.unbuffer(r)
+	}
+	pr.unload(int64(len(recs)))
+}

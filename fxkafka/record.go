@@ -1,0 +1,241 @@
+package fxkafka
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// record is one message inside the pool, from the send that accepted it to
+// its outcome. It holds the pool's own copy of the message's key, value and
+// headers, so sarama never reads the caller's memory and the caller owns its
+// message again when the send returns, and the sarama record a batch
+// encodes, which points into that copy.
+type record struct {
+	rec       sarama.Record
+	topic     string
+	partition int32      // set when the record joins a partition
+	ps        *partState // the partition it joined
+	ts        time.Time // the message's timestamp, or the time it was accepted
+	size      int       // bytes it adds to a batch, as the broker counts them
+	enqueued  time.Time // when it joined a lane: linger and queueing delay
+	buf       []byte    // key then value
+	hdrs      []sarama.RecordHeader
+	hdrPtrs   []*sarama.RecordHeader
+
+	// state orders the caller giving up against the sink sending: whoever
+	// moves it out of stQueued decides whether the record was ever sent.
+	state atomic.Int32
+	call  *call
+	own   call        // the call of a single-message send
+	told  atomic.Bool // the outcome reached the counters and hooks
+
+	// The outcome, written before call learns of it.
+	offset int64
+	err    error
+	batchN int // records in the batch that carried it
+	prodID int // the producer that carried it
+
+	hook     *hookRecord // non-nil only when send hooks are registered
+	buffered bool        // holds Produce buffer space
+	epoch    uint64      // Produce's flush epoch
+}
+
+// Record states.
+const (
+	stQueued    = iota // waiting in a lane; may still be withdrawn
+	stSent             // cut into a batch: it may reach the broker
+	stWithdrawn        // its caller stopped waiting before it was sent: never sent
+	stDone             // its outcome is set
+)
+
+// hookRecord is what the send hooks need of one record.
+type hookRecord struct {
+	ctx   context.Context
+	msg   *sarama.ProducerMessage // the pool's copy the hooks see
+	start time.Time
+}
+
+// call is how the outcome of one or more records reaches their sender: the
+// caller of SendMessage or SendMessages waits on done; Produce has a promise.
+type call struct {
+	pending atomic.Int64
+	done    chan struct{}                           // size 1: the last outcome signals once, never blocks
+	promise func(*sarama.ProducerMessage, error) // Produce only
+	msg     *sarama.ProducerMessage                 // Produce only: the caller's message
+}
+
+// recordPool recycles the records (and their buffers) of sends that were
+// acknowledged and whose caller has read the outcome; any other record is
+// left to the garbage collector, as something may still refer to it.
+var recordPool = sync.Pool{New: func() any { return new(record) }}
+
+func (r *record) release() {
+	buf, hdrs, ptrs, done := r.buf[:0], r.hdrs[:0], r.hdrPtrs[:0], r.own.done
+	if cap(buf) > 64<<10 {
+		buf = nil // do not pin large buffers
+	}
+	select {
+	case <-done: // never left full; drained for the next use
+	default:
+	}
+	*r = record{buf: buf, hdrs: hdrs, hdrPtrs: ptrs}
+	r.own.done = done
+	recordPool.Put(r)
+}
+
+// Kafka's record batch (magic 2) header, counted by the broker against
+// max.message.bytes together with its records, and the legacy message set
+// entries (magic 0 and 1) older brokers take.
+const (
+	batchOverhead      = 61
+	legacyEntryV0      = 8 + 4 + 4 + 1 + 1 + 4 + 4 // offset, size, crc, magic, attributes, key and value lengths
+	legacyEntryV1      = legacyEntryV0 + 8         // and a timestamp
+	maxRecordTimestamp = math.MaxInt64 / int64(time.Millisecond)
+)
+
+var (
+	minTimestamp = time.UnixMilli(0)
+	// maxTimestamp is the latest time sarama's encoders represent without
+	// overflowing (they go through UnixNano).
+	maxTimestamp = time.Unix(0, math.MaxInt64)
+)
+
+// newRecord validates m and copies it into a record, refusing what no
+// broker would store before anything is sent. It never keeps m.
+func (p *ProducerPool) newRecord(m *sarama.ProducerMessage) (*record, error) {
+	switch {
+	case m == nil:
+		return nil, invalid("nil message")
+	case m.Topic == "":
+		return nil, invalid("message has no Topic")
+	case len(m.Topic) > 249:
+		return nil, invalid("topic name longer than 249 characters")
+	}
+	if !m.Timestamp.IsZero() && (m.Timestamp.Before(minTimestamp) || m.Timestamp.After(maxTimestamp)) {
+		return nil, invalid(fmt.Sprintf("timestamp %v is outside 1970 to 2262, which Kafka stores", m.Timestamp))
+	}
+	legacy := !p.set.version.IsAtLeast(sarama.V0_11_0_0)
+	if legacy && len(m.Headers) > 0 {
+		return nil, invalid(fmt.Sprintf("headers need Kafka 0.11 or later; Version is %s", p.set.version))
+	}
+	r := recordPool.Get().(*record)
+	var key, value []byte
+	var err error
+	if m.Key != nil {
+		if key, err = m.Key.Encode(); err != nil {
+			r.release()
+			return nil, invalid(fmt.Sprintf("encode key: %v", err))
+		}
+	}
+	if m.Value != nil {
+		if value, err = m.Value.Encode(); err != nil {
+			r.release()
+			return nil, invalid(fmt.Sprintf("encode value: %v", err))
+		}
+	}
+	buf := append(append(r.buf[:0], key...), value...)
+	r.buf = buf
+	r.rec = sarama.Record{}
+	if key != nil {
+		r.rec.Key = buf[:len(key):len(key)]
+	}
+	if value != nil {
+		r.rec.Value = buf[len(key):]
+	}
+	if n := len(m.Headers); n > 0 {
+		hbytes := 0
+		for _, h := range m.Headers {
+			hbytes += len(h.Key) + len(h.Value)
+		}
+		hb := make([]byte, 0, hbytes)
+		r.hdrs, r.hdrPtrs = r.hdrs[:0], r.hdrPtrs[:0]
+		for _, h := range m.Headers {
+			k0 := len(hb)
+			hb = append(hb, h.Key...)
+			v0 := len(hb)
+			hb = append(hb, h.Value...)
+			rh := sarama.RecordHeader{Key: hb[k0:v0:v0], Value: hb[v0:len(hb):len(hb)]}
+			if h.Value == nil {
+				rh.Value = nil
+			}
+			r.hdrs = append(r.hdrs, rh)
+		}
+		for i := range r.hdrs {
+			r.hdrPtrs = append(r.hdrPtrs, &r.hdrs[i])
+		}
+		r.rec.Headers = r.hdrPtrs
+	}
+	r.topic = m.Topic
+	r.partition = m.Partition
+	r.ts = m.Timestamp
+	if r.ts.IsZero() {
+		r.ts = time.Now()
+	}
+	r.size = p.recordSize(&r.rec, 5)
+	if alone := p.recordSize(&r.rec, 1) + p.batchHeader(); alone > p.set.maxMessageBytes {
+		r.release()
+		return nil, invalid(fmt.Sprintf("message of %d bytes (as the broker counts it, with its batch header) exceeds MaxMessageBytes (%d)", alone, p.set.maxMessageBytes))
+	}
+	r.offset, r.err = -1, nil
+	r.state.Store(stQueued)
+	return r, nil
+}
+
+// batchHeader is what a batch adds to its records.
+func (p *ProducerPool) batchHeader() int {
+	if p.set.version.IsAtLeast(sarama.V0_11_0_0) {
+		return batchOverhead
+	}
+	return 0
+}
+
+// recordSize is the bytes r adds to a batch. For a record batch it is the
+// record's exact encoding with offset and timestamp deltas of deltaBytes
+// each: 1 for a record alone in a batch (what the broker counts against
+// max.message.bytes), 5 to bound them in any batch the pool builds.
+func (p *ProducerPool) recordSize(r *sarama.Record, deltaBytes int) int {
+	if !p.set.version.IsAtLeast(sarama.V0_11_0_0) {
+		n := legacyEntryV0
+		if p.set.version.IsAtLeast(sarama.V0_10_0_0) {
+			n = legacyEntryV1
+		}
+		return n + len(r.Key) + len(r.Value)
+	}
+	body := 1 + 2*deltaBytes // attributes, timestamp delta, offset delta
+	body += varbytesLen(r.Key) + varbytesLen(r.Value)
+	body += varintLen(int64(len(r.Headers)))
+	for _, h := range r.Headers {
+		body += varbytesLen(h.Key) + varbytesLen(h.Value)
+	}
+	return varintLen(int64(body)) + body
+}
+
+func varintLen(v int64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutVarint(b[:], v)
+}
+
+func varbytesLen(b []byte) int {
+	if b == nil {
+		return varintLen(-1)
+	}
+	return varintLen(int64(len(b))) + len(b)
+}
+
+// invalid is an ErrInvalidMessage for what the pool's checks refused.
+func invalid(why string) error {
+	return &sendError{class: ErrInvalidMessage, what: why}
+}
+
+// withdraw is called by a caller that stops waiting: it reports whether the
+// record was still queued, in which case it is never sent.
+func (r *record) withdraw() bool {
+	return r.state.CompareAndSwap(stQueued, stWithdrawn)
+}

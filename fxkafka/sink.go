@@ -1,0 +1,493 @@
+package fxkafka
+
+import (
+	"errors"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// partState is one partition of a topic, as one producer sends to it.
+type partState struct {
+	topic *topicState
+	id    int32
+
+	mu      sync.Mutex  // protects following
+	sink    *sink       // its leader's sink; nil while the leader is unknown
+	lanes   []*lanePart // by lane index
+	inReady bool        // listed in sink.ready
+}
+
+// lanePart is one lane's share of a partition: the records waiting, the
+// batch in flight (at most one, so the lane keeps its order), and a batch
+// to send again before anything else.
+type lanePart struct {
+	pending      []*record
+	pendingBytes int
+	inflight     *batch
+	retry        *batch
+	notBefore    time.Time // retry backoff
+	seq          int32     // the next sequence number (idempotence)
+	splitLimit   int       // > 0: cut at most this many records (a batch the broker found too large)
+}
+
+// batch is the records of one lane and partition that go in one request.
+type batch struct {
+	ps           *partState
+	lane         int
+	recs         []*record
+	seq          int32
+	bytes        int
+	attempts     int
+	maybeWritten bool // an attempt's outcome is unknown: it may be stored
+	rb           *sarama.RecordBatch
+	set          *sarama.MessageSet
+}
+
+func (ps *partState) laneLocked(i int) *lanePart {
+	for len(ps.lanes) <= i {
+		ps.lanes = append(ps.lanes, nil)
+	}
+	if ps.lanes[i] == nil {
+		ps.lanes[i] = &lanePart{}
+	}
+	return ps.lanes[i]
+}
+
+// pickLaneLocked chooses the lane an unordered record joins: one whose
+// records leave next (nothing in flight), else an idle one, else a new lane
+// if the producer may open one, else the one with the least waiting.
+func (ps *partState) pickLaneLocked(pr *producer) int {
+	best, bestBytes := 0, math.MaxInt
+	for i, lp := range ps.lanes {
+		if lp == nil {
+			if i < pr.nLanes() {
+				return i
+			}
+			continue
+		}
+		if lp.inflight == nil && lp.retry == nil {
+			return i
+		}
+		if lp.pendingBytes < bestBytes {
+			best, bestBytes = i, lp.pendingBytes
+		}
+	}
+	n := len(ps.lanes)
+	if n < pr.nLanes() || pr.usableLanes(true) > n {
+		return n
+	}
+	return best
+}
+
+// hasWorkLocked reports whether some lane has something to send.
+func (ps *partState) hasWorkLocked() bool {
+	for _, lp := range ps.lanes {
+		if lp != nil && lp.inflight == nil && (lp.retry != nil || len(lp.pending) > 0) {
+			return true
+		}
+	}
+	return false
+}
+
+// takeAllLocked removes what waits on the partition and is not in flight:
+// records never sent, and batches waiting to be sent again.
+func (ps *partState) takeAllLocked() (recs []*record, again []*batch) {
+	for _, lp := range ps.lanes {
+		if lp == nil {
+			continue
+		}
+		recs = append(recs, lp.pending...)
+		lp.pending, lp.pendingBytes = nil, 0
+		if lp.retry != nil {
+			again = append(again, lp.retry)
+			lp.retry = nil
+		}
+	}
+	return recs, again
+}
+
+// cutLocked takes from ps at most one batch for the request being built
+// (a request carries one batch per partition). It reports whether ps has
+// more to send at once, and when something held back by linger or backoff
+// becomes sendable.
+func (ps *partState) cutLocked(pr *producer, now time.Time) (b *batch, more bool, wakeAt time.Time) {
+	set := pr.set
+	noLinger := set.linger <= 0 || pr.flushing.Load() > 0
+	soonest := func(t time.Time) {
+		if wakeAt.IsZero() || t.Before(wakeAt) {
+			wakeAt = t
+		}
+	}
+	for i, lp := range ps.lanes {
+		if lp == nil || lp.inflight != nil {
+			continue
+		}
+		if lp.retry != nil {
+			switch {
+			case now.Before(lp.notBefore) && !pr.aborted.Load():
+				soonest(lp.notBefore)
+			case b != nil:
+				more = true
+			default:
+				b, lp.retry = lp.retry, nil
+				lp.inflight = b
+			}
+			continue
+		}
+		if len(lp.pending) == 0 {
+			continue
+		}
+		if !noLinger && lp.pendingBytes < set.maxBatchBytes {
+			if due := lp.pending[0].enqueued.Add(set.linger); now.Before(due) {
+				soonest(due)
+				continue
+			}
+		}
+		if b != nil {
+			more = true
+			continue
+		}
+		b = lp.cut(pr, ps, i)
+		if b == nil {
+			continue // every record was withdrawn
+		}
+		lp.inflight = b
+	}
+	return b, more, wakeAt
+}
+
+// cut moves the records at the front of the lane into a new batch, up to
+// the batch size limit. Records their callers withdrew are dropped.
+func (lp *lanePart) cut(pr *producer, ps *partState, lane int) *batch {
+	limit := pr.set.maxBatchBytes - pr.pool.batchHeader()
+	b := &batch{ps: ps, lane: lane}
+	n := 0
+	var dropped []*record
+	for n < len(lp.pending) {
+		r := lp.pending[n]
+		if len(b.recs) > 0 && (b.bytes+r.size > limit || (lp.splitLimit > 0 && len(b.recs) >= lp.splitLimit)) {
+			break
+		}
+		n++
+		lp.pendingBytes -= r.size
+		if !r.state.CompareAndSwap(stQueued, stSent) {
+			dropped = append(dropped, r)
+			continue
+		}
+		b.recs = append(b.recs, r)
+		b.bytes += r.size
+	}
+	clear(lp.pending[:n])
+	lp.pending = lp.pending[n:]
+	if len(lp.pending) == 0 {
+		lp.pending = nil
+	}
+	lp.splitLimit = 0
+	if len(dropped) > 0 {
+		pr.dropWithdrawn(dropped)
+	}
+	if len(b.recs) == 0 {
+		return nil
+	}
+	if pr.idempotent {
+		b.seq = lp.seq
+		lp.seq = addSeq(lp.seq, len(b.recs))
+	}
+	return b
+}
+
+// addSeq advances a sequence number; Kafka's wrap from MaxInt32 to 0.
+func addSeq(seq int32, n int) int32 {
+	return int32((int64(seq) + int64(n)) % (math.MaxInt32 + 1))
+}
+
+// sink sends the batches of the partitions one broker leads, for one
+// producer: it builds produce requests, keeps up to set.maxInFlight of them
+// in flight on the broker's connection, and takes their responses.
+type sink struct {
+	pr   *producer
+	wake chan struct{} // size 1
+
+	mu        sync.Mutex // protects following
+	broker    *sarama.Broker
+	ready     []*partState
+	inflight  int
+	reconnect bool // the connection failed: close it once nothing is in flight
+}
+
+func (s *sink) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// addReady lists ps, whose inReady the caller set, and wakes the sink.
+func (s *sink) addReady(ps *partState) {
+	s.mu.Lock()
+	s.ready = append(s.ready, ps)
+	s.mu.Unlock()
+	s.poke()
+}
+
+// markReady lists ps unless it is listed already.
+func (s *sink) markReady(ps *partState) {
+	ps.mu.Lock()
+	add := !ps.inReady && ps.sink == s
+	if add {
+		ps.inReady = true
+	}
+	ps.mu.Unlock()
+	if add {
+		s.addReady(ps)
+	}
+}
+
+// loop is the sink's goroutine, owned by its producer.
+func (s *sink) loop() {
+	defer s.pr.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-s.wake:
+		case <-timer.C:
+		case <-s.pr.stop:
+			return
+		}
+		if wakeAt := s.run(); !wakeAt.IsZero() {
+			timer.Reset(max(time.Until(wakeAt), 0))
+		}
+	}
+}
+
+// run sends requests while the connection has room and partitions have
+// batches to send. It returns when it must look again if nothing wakes it.
+func (s *sink) run() (wakeAt time.Time) {
+	pr := s.pr
+	for {
+		s.mu.Lock()
+		if s.reconnect && s.inflight == 0 {
+			s.reconnect = false
+			b := s.broker
+			s.mu.Unlock()
+			_ = b.Close() // the next send opens it again
+			s.mu.Lock()
+		}
+		if s.inflight >= pr.set.maxInFlight && len(s.ready) > 0 {
+			pr.saturatedAt.Store(time.Now().UnixNano())
+		}
+		if s.inflight >= pr.set.maxInFlight || len(s.ready) == 0 || s.reconnect {
+			s.mu.Unlock()
+			return wakeAt
+		}
+		parts := s.ready
+		s.ready = nil
+		s.mu.Unlock()
+
+		now := time.Now()
+		var batches []*batch
+		var again []*partState
+		for _, ps := range parts {
+			ps.mu.Lock()
+			if ps.sink != s {
+				ps.inReady = false
+				ps.mu.Unlock()
+				continue
+			}
+			b, more, at := ps.cutLocked(pr, now)
+			if more || !at.IsZero() {
+				again = append(again, ps) // stays listed
+			} else {
+				ps.inReady = false
+			}
+			ps.mu.Unlock()
+			if b != nil {
+				batches = append(batches, b)
+			}
+			if !at.IsZero() && (wakeAt.IsZero() || at.Before(wakeAt)) {
+				wakeAt = at
+			}
+		}
+		s.mu.Lock()
+		s.ready = append(again, s.ready...)
+		if len(batches) > 0 {
+			s.inflight++
+		}
+		s.mu.Unlock()
+		if len(batches) == 0 {
+			// Only held-back partitions remain: wait for their time.
+			return wakeAt
+		}
+		s.send(batches)
+	}
+}
+
+// produceVersion is the ProduceRequest version sarama's own producer uses
+// for a Kafka version.
+func produceVersion(v sarama.KafkaVersion) int16 {
+	switch {
+	case v.IsAtLeast(sarama.V3_7_0_0):
+		return 10
+	case v.IsAtLeast(sarama.V2_8_0_0):
+		return 9
+	case v.IsAtLeast(sarama.V2_4_0_0):
+		return 8
+	case v.IsAtLeast(sarama.V2_1_0_0):
+		return 7
+	case v.IsAtLeast(sarama.V2_0_0_0):
+		return 6
+	case v.IsAtLeast(sarama.V1_0_0_0):
+		return 5
+	case v.IsAtLeast(sarama.V0_11_0_0):
+		return 3
+	case v.IsAtLeast(sarama.V0_10_0_0):
+		return 2
+	}
+	return 0
+}
+
+// send builds one request from batches and hands it to the broker; the
+// response comes back in handle. s.inflight already counts it.
+func (s *sink) send(batches []*batch) {
+	pr := s.pr
+	set := pr.set
+	req := &sarama.ProduceRequest{
+		RequiredAcks: set.acks,
+		Timeout:      int32(set.ackTimeout / time.Millisecond),
+		Version:      produceVersion(set.version),
+	}
+	if pr.txnID != "" {
+		req.TransactionalID = &pr.txnID
+	}
+	for _, b := range batches {
+		b.attempts++
+		if req.Version >= 3 {
+			req.AddBatch(b.ps.topic.name, b.ps.id, b.recordBatch(pr))
+		} else {
+			req.AddSet(b.ps.topic.name, b.ps.id, b.messageSet(pr))
+		}
+	}
+	s.mu.Lock()
+	broker := s.broker
+	s.mu.Unlock()
+	_ = broker.Open(pr.conf) // a closed connection reopens; an open one says so
+	if set.acks == sarama.NoResponse {
+		err := broker.AsyncProduce(req, nil)
+		s.done(batches, nil, err, false)
+		return
+	}
+	err := broker.AsyncProduce(req, func(resp *sarama.ProduceResponse, err error) {
+		// On the broker's receiving goroutine: never call the broker here.
+		s.done(batches, resp, err, true)
+	})
+	if err != nil {
+		s.done(batches, nil, err, false)
+	}
+}
+
+// recordBatch returns the batch's record batch, built on its first attempt
+// and sent unchanged after (sarama keeps its encoded records, so a retry
+// reads nothing of the records again).
+func (b *batch) recordBatch(pr *producer) *sarama.RecordBatch {
+	if b.rb != nil {
+		return b.rb
+	}
+	first := b.recs[0].ts
+	rb := &sarama.RecordBatch{
+		Version:          2,
+		Codec:            pr.set.codec,
+		CompressionLevel: pr.set.codecLevel,
+		FirstTimestamp:   first,
+		ProducerID:       -1,
+		ProducerEpoch:    -1,
+		FirstSequence:    -1,
+		IsTransactional:  pr.txnID != "",
+		Records:          make([]*sarama.Record, len(b.recs)),
+		LastOffsetDelta:  int32(len(b.recs) - 1),
+	}
+	maxTS := first
+	for i, r := range b.recs {
+		r.rec.OffsetDelta = int64(i)
+		r.rec.TimestampDelta = r.ts.Sub(first)
+		if r.ts.After(maxTS) {
+			maxTS = r.ts
+		}
+		rb.Records[i] = &r.rec
+	}
+	if first.After(maxTS) {
+		maxTS = first
+	}
+	rb.MaxTimestamp = maxTS
+	if pr.idempotent {
+		l := pr.laneAt(b.lane)
+		rb.ProducerID, rb.ProducerEpoch, rb.FirstSequence = l.pid, l.epoch, b.seq
+	}
+	b.rb = rb
+	return rb
+}
+
+// messageSet is the batch in the message format of brokers before 0.11,
+// uncompressed (Validate refuses compression on those versions).
+func (b *batch) messageSet(pr *producer) *sarama.MessageSet {
+	if b.set != nil {
+		return b.set
+	}
+	v := int8(0)
+	if pr.set.version.IsAtLeast(sarama.V0_10_0_0) {
+		v = 1
+	}
+	set := &sarama.MessageSet{}
+	for _, r := range b.recs {
+		m := &sarama.Message{Key: r.rec.Key, Value: r.rec.Value, Timestamp: r.ts, Version: v}
+		set.Messages = append(set.Messages, &sarama.MessageBlock{Msg: m})
+	}
+	b.set = set
+	return set
+}
+
+// done takes the outcome of one request: the response, or the error that
+// kept it from being sent (sent false) or answered.
+func (s *sink) done(batches []*batch, resp *sarama.ProduceResponse, err error, sent bool) {
+	pr := s.pr
+	var fin finisher
+	for _, b := range batches {
+		var block *sarama.ProduceResponseBlock
+		switch {
+		case err != nil:
+		case resp == nil: // acks none: written to the socket is all there is
+			block = &sarama.ProduceResponseBlock{Offset: -1}
+		default:
+			block = resp.GetBlock(b.ps.topic.name, b.ps.id)
+			if block == nil {
+				block = &sarama.ProduceResponseBlock{Err: sarama.ErrUnknown} // no answer for this partition
+			}
+		}
+		pr.settle(b, block, err, sent, &fin)
+	}
+	s.mu.Lock()
+	s.inflight--
+	if err != nil && sent || isConnectionError(err) {
+		s.reconnect = true
+	}
+	s.mu.Unlock()
+	s.poke()
+	fin.run(pr)
+}
+
+// isConnectionError reports whether err means the connection to a broker
+// is gone or could not be made.
+func isConnectionError(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ke sarama.KError
+	if errors.As(err, &ke) {
+		return false
+	}
+	return true
+}
