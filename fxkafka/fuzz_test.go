@@ -1,8 +1,8 @@
 package fxkafka
 
 import (
-	"encoding/binary"
 	"context"
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"

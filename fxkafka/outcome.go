@@ -11,10 +11,10 @@ import (
 // finisher collects the records a response settled, so that their callers,
 // hooks and promises hear of it after the partition's lock is released.
 type finisher struct {
-	recs  []*record
-	offs  []int64
-	errs  []error
-	ns    []int
+	recs   []*record
+	offs   []int64
+	errs   []error
+	ns     []int
 	ready  []*partState // partitions with something to send again
 	lost   bool         // some partition lost its leader
 	broken error        // the producer must be replaced, for this cause

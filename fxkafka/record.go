@@ -22,10 +22,10 @@ type record struct {
 	topic     string
 	partition int32      // set when the record joins a partition
 	ps        *partState // the partition it joined
-	ts        time.Time // the message's timestamp, or the time it was accepted
-	size      int       // bytes it adds to a batch, as the broker counts them
-	enqueued  time.Time // when it joined a lane: linger and queueing delay
-	buf       []byte    // key then value
+	ts        time.Time  // the message's timestamp, or the time it was accepted
+	size      int        // bytes it adds to a batch, as the broker counts them
+	enqueued  time.Time  // when it joined a lane: linger and queueing delay
+	buf       []byte     // key then value
 	hdrs      []sarama.RecordHeader
 	hdrPtrs   []*sarama.RecordHeader
 
@@ -66,9 +66,9 @@ type hookRecord struct {
 // caller of SendMessage or SendMessages waits on done; Produce has a promise.
 type call struct {
 	pending atomic.Int64
-	done    chan struct{}                           // size 1: the last outcome signals once, never blocks
+	done    chan struct{}                        // size 1: the last outcome signals once, never blocks
 	promise func(*sarama.ProducerMessage, error) // Produce only
-	msg     *sarama.ProducerMessage                 // Produce only: the caller's message
+	msg     *sarama.ProducerMessage              // Produce only: the caller's message
 }
 
 // recordPool recycles the records (and their buffers) of sends that were

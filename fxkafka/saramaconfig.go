@@ -17,8 +17,8 @@ const (
 	metadataBackoff  = 100 * time.Millisecond
 	produceRetries   = 3
 	produceBackoff   = 100 * time.Millisecond
-	maxOpenRequests  = 5               // Kafka's limit for in-flight batches of one idempotent producer per partition
-	txnTimeout       = time.Minute     // transaction.timeout.ms of transactional producers
+	maxOpenRequests  = 5           // Kafka's limit for in-flight batches of one idempotent producer per partition
+	txnTimeout       = time.Minute // transaction.timeout.ms of transactional producers
 	txnRetryPause    = 20 * time.Millisecond
 )
 
