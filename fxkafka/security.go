@@ -44,7 +44,7 @@ const (
 
 // security is what Validate derived from the TLS and SASL fields.
 type security struct {
-	tls       *tls.Config // nil: no TLS
+	tls       *tls.Config // nil: no TLS; the dialer clones it per connection
 	mechanism string      // "": no SASL
 }
 
@@ -119,17 +119,21 @@ func (c Config) checkSecurity() (security, error) {
 	return sec, nil
 }
 
-// apply sets sarama's TLS and SASL settings.
+// apply sets sarama's TLS and SASL settings. TLS is the dialer's (see
+// newDialer), so sarama's own stays off: the dialer's connections hand
+// sarama plain Kafka frames, which they check before sarama reads them.
 func (sec security) apply(c Config, sc *sarama.Config) {
-	if sec.tls != nil {
-		sc.Net.TLS.Enable = true
-		sc.Net.TLS.Config = sec.tls.Clone()
-	}
+	sc.Net.TLS.Enable = false
+	sc.Net.TLS.Config = nil
 	if sec.mechanism == "" {
 		return
 	}
 	sc.Net.SASL.Enable = true
 	sc.Net.SASL.Handshake = true
+	// Version 1 (Kafka 1.0+) carries every SASL exchange in Kafka frames
+	// (SaslAuthenticate), which the dialer's frame check relies on; v0 sends
+	// raw tokens.
+	sc.Net.SASL.Version = sarama.SASLHandshakeV1
 	sc.Net.SASL.User = c.SASLUser
 	sc.Net.SASL.Password = string(c.SASLPassword)
 	switch sec.mechanism {
