@@ -112,7 +112,9 @@ func New(cfg Config, opts ...Option) (*ProducerPool, error) {
 		o.apply(p)
 	}
 	p.log = p.log.Named("fxkafka")
-	p.sec, _ = cfg.checkSecurity() // checked by Validate
+	if err := p.initSecurity(); err != nil {
+		return nil, err
+	}
 	if cfg.TLSInsecureSkipVerify {
 		p.log.Warn("TLS CERTIFICATE VERIFICATION IS OFF (TLSInsecureSkipVerify): any server can impersonate the brokers; use it for development only")
 	}

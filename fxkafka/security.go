@@ -42,10 +42,21 @@ const (
 	SASLScramSHA512 = "SCRAM-SHA-512"
 )
 
-// security is what Validate derived from the TLS and SASL fields.
+// security is what the TLS and SASL fields come to, parsed once by New.
 type security struct {
 	tls       *tls.Config // nil: no TLS; the dialer clones it per connection
 	mechanism string      // "": no SASL
+}
+
+// initSecurity parses the TLS and SASL settings for New: the one parse the
+// pool uses (it reads the TLS files), with its error returned.
+func (p *ProducerPool) initSecurity() error {
+	sec, err := p.cfg.checkSecurity()
+	if err != nil {
+		return err
+	}
+	p.sec = sec
+	return nil
 }
 
 // checkSecurity validates the TLS and SASL fields, reading the files they
