@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/IBM/sarama"
 	"go.uber.org/zap"
 )
 
@@ -27,6 +28,8 @@ type ProducerPool struct {
 	sec   security
 	log   *zap.Logger
 	hooks hookSet // set by options in New, read-only after
+
+	tokenProvider sarama.AccessTokenProvider // set by WithTokenProvider; New copies it into sec
 
 	// producers is an immutable snapshot of the open producers, replaced
 	// (under mu) whenever one is added or removed, so routing a send takes
