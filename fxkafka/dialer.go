@@ -32,11 +32,12 @@ var errNotKafka = errors.New("the peer does not speak Kafka's protocol (is this 
 // line ("-ERR") as 0.7 GiB.
 const (
 	// maxAPIVersionsResponse bounds the answer to the ApiVersions request
-	// sarama sends first on each connection. A Kafka 4 broker's is about
-	// 1 KiB (some 90 keys of 7 bytes, and its features); 1 MiB leaves room
-	// for any broker and still refuses a peer of another protocol before it
-	// costs more than that per connection, since the first byte of a text
-	// protocol alone makes a length of at least 512 MiB.
+	// sarama sends first on each connection. It lists the broker's APIs, 7
+	// bytes each, and its features: kfake's is 790 bytes, a Kafka 4
+	// broker's under 1 KiB. 1 MiB leaves room for any broker to come and
+	// still refuses a peer of another protocol before it costs more than
+	// that per connection: a text protocol's first byte alone (0x20 or
+	// more) makes a length of at least 512 MiB, a TLS alert's 352 MiB.
 	maxAPIVersionsResponse = 1 << 20
 
 	// minResponse is the shortest frame a response can be: its correlation
@@ -128,6 +129,7 @@ func (d *dialer) Dial(network, addr string) (net.Conn, error) {
 	}
 	c := &trackedConn{Conn: conn, raw: raw, d: d, addr: addr}
 	c.firstRequest.Store(-1)
+	c.in.check = c.checkFrame
 	d.mu.Lock()
 	if d.aborted.Load() {
 		d.mu.Unlock()
@@ -201,7 +203,7 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(b)
 	c.rmu.Lock()
-	ferr := c.in.scan(b[:n], c.checkFrame)
+	ferr := c.in.scan(b[:n])
 	if ferr != nil {
 		c.readErr = ferr
 	}
@@ -284,16 +286,19 @@ var _ net.Error = (*frameError)(nil)
 // then that many bytes) as it is read, in pieces of any size: a length may
 // span reads, and a read may end one frame and begin others.
 type frameTracker struct {
+	// check is called with each frame's index, length, and its four bytes
+	// as read, once the length is complete; an error stops the scan.
+	check func(frame int, length uint32, head [4]byte) error
+
 	head   [4]byte
 	headN  int    // bytes of head read
 	body   uint32 // bytes of the current frame's body still to come
 	frames int    // frames whose length was read
 }
 
-// scan follows b, the next bytes of the stream, calling check with each
-// frame's index and length (and its four bytes as read) once the length is
-// complete. It stops at the first error check returns.
-func (f *frameTracker) scan(b []byte, check func(frame int, length uint32, head [4]byte) error) error {
+// scan follows b, the next bytes of the stream, calling check for each
+// length it completes. It returns the first error check returns.
+func (f *frameTracker) scan(b []byte) error {
 	for len(b) > 0 {
 		if f.body > 0 {
 			k := min(uint64(f.body), uint64(len(b)))
@@ -308,7 +313,7 @@ func (f *frameTracker) scan(b []byte, check func(frame int, length uint32, head 
 			return nil
 		}
 		length := binary.BigEndian.Uint32(f.head[:])
-		if err := check(f.frames, length, f.head); err != nil {
+		if err := f.check(f.frames, length, f.head); err != nil {
 			return err
 		}
 		f.frames++

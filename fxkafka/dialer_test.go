@@ -30,15 +30,14 @@ func TestFrameTrackerFollowsLengthsSplitAcrossReads(t *testing.T) {
 	// Every way of cutting the stream in three reads sees the same frames.
 	for i := 0; i <= len(stream); i++ {
 		for j := i; j <= len(stream); j++ {
-			var f frameTracker
 			var got []uint32
-			check := func(frame int, length uint32, _ [4]byte) error {
+			f := frameTracker{check: func(frame int, length uint32, _ [4]byte) error {
 				assert.Equal(t, len(got), frame, "frames are counted in order")
 				got = append(got, length)
 				return nil
-			}
+			}}
 			for _, piece := range [][]byte{stream[:i], stream[i:j], stream[j:]} {
-				require.NoError(t, f.scan(piece, check))
+				require.NoError(t, f.scan(piece))
 			}
 			require.Equal(t, []uint32{11, 0, 1, 258}, got, "cut at %d and %d", i, j)
 			assert.Equal(t, 2, f.headN, "the last length is half read")
@@ -48,16 +47,16 @@ func TestFrameTrackerFollowsLengthsSplitAcrossReads(t *testing.T) {
 
 func TestFrameTrackerStopsAtTheFirstRefusedLength(t *testing.T) {
 	stream := append(lengthOf([]byte("ok")), "okSSH-2.0-OpenSSH"...)
-	var f frameTracker
 	refuse := errors.New("refused")
 	var heads []string
-	err := f.scan(stream, func(frame int, length uint32, head [4]byte) error {
+	f := frameTracker{check: func(frame int, _ uint32, head [4]byte) error {
 		heads = append(heads, string(head[:]))
 		if frame == 1 {
 			return refuse
 		}
 		return nil
-	})
+	}}
+	err := f.scan(stream)
 	assert.ErrorIs(t, err, refuse)
 	assert.Equal(t, []string{"\x00\x00\x00\x02", "SSH-"}, heads)
 }
