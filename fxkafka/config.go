@@ -105,13 +105,16 @@ type Config struct {
 	// Env: KAFKA_TLS_INSECURE_SKIP_VERIFY.
 	TLSInsecureSkipVerify bool `json:"tlsInsecureSkipVerify" yaml:"tlsInsecureSkipVerify" env:"KAFKA_TLS_INSECURE_SKIP_VERIFY"`
 
-	// SASLMechanism authenticates with SASL: "PLAIN", "SCRAM-SHA-256" or
-	// "SCRAM-SHA-512"; empty means no SASL. Env: KAFKA_SASL_MECHANISM.
+	// SASLMechanism authenticates with SASL: "PLAIN", "SCRAM-SHA-256",
+	// "SCRAM-SHA-512", or "OAUTHBEARER" (tokens from [WithTokenProvider],
+	// which New requires with it); empty means no SASL.
+	// Env: KAFKA_SASL_MECHANISM.
 	SASLMechanism string `json:"saslMechanism" yaml:"saslMechanism" env:"KAFKA_SASL_MECHANISM"`
 
 	// SASLUser and SASLPassword are the SASL credentials, both required
-	// with SASLMechanism. The password never appears in logs, errors, %v or
-	// JSON. Env: KAFKA_SASL_USER, KAFKA_SASL_PASSWORD.
+	// with PLAIN and SCRAM, refused with OAUTHBEARER. The password never
+	// appears in logs, errors, %v or JSON.
+	// Env: KAFKA_SASL_USER, KAFKA_SASL_PASSWORD.
 	SASLUser     string `json:"saslUser" yaml:"saslUser" env:"KAFKA_SASL_USER"`
 	SASLPassword Secret `json:"saslPassword" yaml:"saslPassword" env:"KAFKA_SASL_PASSWORD"`
 

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/IBM/sarama"
 	"go.uber.org/zap"
 )
 
@@ -33,6 +34,8 @@ type ProducerPool struct {
 	sec   security
 	log   *zap.Logger
 	hooks hookSet // set by options in New, read-only after
+
+	tokenProvider sarama.AccessTokenProvider // set by WithTokenProvider; New copies it into sec
 
 	// shared is an immutable snapshot of the producers that take shared
 	// sends, replaced under mu whenever one is added or removed, so
@@ -95,11 +98,11 @@ func New(cfg Config, opts ...Option) (*ProducerPool, error) {
 		o.apply(p)
 	}
 	p.log = p.log.Named("fxkafka")
-	var err error
-	if p.sec, err = cfg.checkSecurity(); err != nil {
+	if err := p.initSecurity(); err != nil {
 		cancel()
 		return nil, err
 	}
+	var err error
 	if p.set, err = p.deriveSettings(); err != nil {
 		cancel()
 		return nil, err

@@ -201,7 +201,7 @@ func backoff(n int, limit time.Duration) time.Duration {
 // ctx: when ctx ends, the dialer closes the connections sarama is blocked on,
 // and whatever was made is closed before it returns.
 func (p *ProducerPool) newProducer(ctx context.Context, txnID string) (*producer, error) {
-	d := newDialer(dialTimeout, keepAlive)
+	d := newDialer(dialTimeout, keepAlive, p.sec.tls)
 	stop := context.AfterFunc(ctx, d.abort)
 	conf := p.saramaConfig(d, txnID)
 	client, err := sarama.NewClient(p.cfg.Brokers, conf)
