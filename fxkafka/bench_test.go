@@ -135,7 +135,7 @@ func BenchmarkRoute(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := p.acquire(ctx); err != nil {
+			if _, err := p.acquire(ctx, false); err != nil {
 				b.Error(err)
 				return
 			}

@@ -275,13 +275,19 @@ func TestChaos(t *testing.T) {
 	}
 }
 
-func runChaos(t *testing.T, f fault, idempotent, closeDuring bool) chaosTally {
+// newChaosEnv starts a cluster of n brokers for a fault, stopped at cleanup.
+func newChaosEnv(t *testing.T, n int) *chaosEnv {
 	env := &chaosEnv{dir: t.TempDir()}
-	for range f.brokers {
+	for range n {
 		env.ports = append(env.ports, portOf(t, freeAddr(t)))
 	}
 	env.restart(t)
 	t.Cleanup(env.stop)
+	return env
+}
+
+func runChaos(t *testing.T, f fault, idempotent, closeDuring bool) chaosTally {
+	env := newChaosEnv(t, f.brokers)
 
 	cfg := testConfig(env.c().ListenAddrs()...)
 	cfg.MaxProducers = chaosMax

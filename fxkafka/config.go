@@ -137,6 +137,13 @@ type Config struct {
 	// 0 means DefaultProvisionBackoffMax (1s).
 	// Env: KAFKA_PROVISION_BACKOFF_MAX, a Go duration.
 	ProvisionBackoffMax time.Duration `json:"provisionBackoffMax" yaml:"provisionBackoffMax" env:"KAFKA_PROVISION_BACKOFF_MAX"`
+
+	// MaxBufferedMessages bounds the messages Produce has handed to the
+	// pool whose promise has not yet run. Env: KAFKA_MAX_BUFFERED_MESSAGES.
+	MaxBufferedMessages int `json:"maxBufferedMessages" yaml:"maxBufferedMessages" env:"KAFKA_MAX_BUFFERED_MESSAGES"`
+
+	// MaxBufferedBytes bounds their bytes. Env: KAFKA_MAX_BUFFERED_BYTES.
+	MaxBufferedBytes int `json:"maxBufferedBytes" yaml:"maxBufferedBytes" env:"KAFKA_MAX_BUFFERED_BYTES"`
 }
 
 // ErrInvalidConfig is matched (with [errors.Is]) by every [*ConfigError].

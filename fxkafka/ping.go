@@ -18,7 +18,7 @@ import (
 // Ping is for readiness checks. Do not make liveness depend on it: a service
 // that is alive while Kafka is down is the point of the pool.
 func (p *ProducerPool) Ping(ctx context.Context) error {
-	pr, err := p.acquire(ctx)
+	pr, err := p.acquire(ctx, false)
 	if err != nil {
 		return forOp("ping", err)
 	}

@@ -195,9 +195,11 @@ func (pr *producer) refresher() {
 		retry = nil
 		more, err := pr.refreshOnce()
 		switch {
+		case err != nil && pr.aborted.Load():
+			pr.failLeaderless(errGaveUp)
 		case err != nil:
 			failures++
-			if pr.aborted.Load() || failures > pr.set.retries {
+			if failures > pr.set.retries {
 				pr.broken(fmt.Errorf("fetch metadata: %w", err))
 				pr.failLeaderless(err)
 				failures = 0

@@ -119,13 +119,15 @@ func (p *ProducerPool) complete(r *record, offset int64, err error, batchN int) 
 	}
 }
 
-// route finds the producer a call goes to: the lease's, or for a shared
-// send the least-loaded shared producer, provisioning one if none is open.
-func (p *ProducerPool) route(ctx context.Context, l *Lease) (*producer, error) {
+// route finds the producer a call goes to: the lease's; for an ordered
+// send (Produce) the oldest shared producer, so that one stream's messages
+// to a partition share a lane; else the least-loaded shared producer. It
+// provisions one if none is open.
+func (p *ProducerPool) route(ctx context.Context, l *Lease, lane int) (*producer, error) {
 	if l != nil {
 		return l.producer()
 	}
-	return p.acquire(ctx)
+	return p.acquire(ctx, lane >= 0)
 }
 
 // dispatch places recs on a producer, routing again if the one chosen
@@ -133,7 +135,7 @@ func (p *ProducerPool) route(ctx context.Context, l *Lease) (*producer, error) {
 // elsewhere cannot duplicate them).
 func (p *ProducerPool) dispatch(ctx context.Context, recs []*record, lane int, l *Lease) error {
 	for {
-		pr, err := p.route(ctx, l)
+		pr, err := p.route(ctx, l, lane)
 		if err != nil {
 			return err
 		}
@@ -262,11 +264,12 @@ func (p *ProducerPool) sendBatch(ctx context.Context, msgs []*sarama.ProducerMes
 	return nil
 }
 
-// acquire returns the producer a shared send should use. With none open it
+// acquire returns the producer a shared send should use: the least-loaded,
+// or with oldest the one provisioned first. With none open it
 // starts or joins a provisioning attempt and waits for it as long as ctx
 // allows; while the pool backs off after a failure it fails at once with
 // ErrUnavailable.
-func (p *ProducerPool) acquire(ctx context.Context) (*producer, error) {
+func (p *ProducerPool) acquire(ctx context.Context, oldest bool) (*producer, error) {
 	var waitStart time.Time
 	defer func() {
 		if !waitStart.IsZero() {
@@ -280,7 +283,11 @@ func (p *ProducerPool) acquire(ctx context.Context) (*producer, error) {
 			return nil, closedErr
 		}
 		prods := *p.shared.Load()
-		if pr := leastLoaded(prods); pr != nil {
+		pr := leastLoaded(prods)
+		if oldest && pr != nil {
+			pr = prods[0]
+		}
+		if pr != nil {
 			if len(prods) < p.cfg.MaxProducers && pr.busy() {
 				p.provisionMore()
 			}

@@ -56,5 +56,11 @@ func (p *ProducerPool) deriveSettings() (settings, error) {
 		s.acks = sarama.WaitForAll
 	}
 	s.maxBatchBytes = max(s.maxBatchBytes, s.maxMessageBytes)
+	if c.MaxBufferedMessages > 0 {
+		s.maxBufferedMessages = c.MaxBufferedMessages
+	}
+	if c.MaxBufferedBytes > 0 {
+		s.maxBufferedBytes = c.MaxBufferedBytes
+	}
 	return s, nil
 }
