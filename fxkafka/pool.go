@@ -68,25 +68,6 @@ type ProducerPool struct {
 	failedUnknown     atomic.Int64
 }
 
-// Option configures a [ProducerPool] beyond its [Config].
-type Option interface {
-	apply(*ProducerPool)
-}
-
-type optionFunc func(*ProducerPool)
-
-func (f optionFunc) apply(p *ProducerPool) { f(p) }
-
-// WithLogger sets the logger the pool reports provisioning, outages and
-// recoveries to. The default is a no-op logger. A nil logger is ignored.
-func WithLogger(l *zap.Logger) Option {
-	return optionFunc(func(p *ProducerPool) {
-		if l != nil {
-			p.log = l
-		}
-	})
-}
-
 // New returns a pool for cfg. It validates cfg and returns a [*ConfigError]
 // if it is unusable; it never touches the network and starts no goroutine.
 // The first send provisions the first producer.
