@@ -26,7 +26,9 @@ type ProducerPool struct {
 	cfg   Config
 	sec   security
 	log   *zap.Logger
-	hooks hookSet // set by options in New, read-only after
+	hooks hookSet    // set by options in New, read-only after
+	base  saramaBase // the sarama config New builds once, and WithSaramaConfig's funcs
+	set   settings   // what the send path needs, derived once in New; read-only after
 
 	// producers is an immutable snapshot of the open producers, replaced
 	// (under mu) whenever one is added or removed, so routing a send takes
@@ -72,12 +74,8 @@ type ProducerPool struct {
 // if it is unusable; it never touches the network and starts no goroutine.
 // The first send provisions the first producer.
 func New(cfg Config, opts ...Option) (*ProducerPool, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &ProducerPool{
-		cfg:     cfg.withDefaults(),
 		log:     zap.NewNop(),
 		closing: make(chan struct{}),
 		ctx:     ctx,
@@ -92,8 +90,11 @@ func New(cfg Config, opts ...Option) (*ProducerPool, error) {
 	for _, o := range opts {
 		o.apply(p)
 	}
+	if err := p.configure(cfg); err != nil {
+		cancel()
+		return nil, err
+	}
 	p.log = p.log.Named("fxkafka")
-	p.sec, _ = cfg.checkSecurity() // checked by Validate
 	if cfg.TLSInsecureSkipVerify {
 		p.log.Warn("TLS CERTIFICATE VERIFICATION IS OFF (TLSInsecureSkipVerify): any server can impersonate the brokers; use it for development only")
 	}
