@@ -52,7 +52,7 @@ func (p *ProducerPool) saramaConfig(d *dialer, txnID string) *sarama.Config {
 	sc.Metadata.Retry.BackoffFunc = pause(sc.Metadata.Retry.Backoff)
 	sc.Producer.Retry.BackoffFunc = pause(sc.Producer.Retry.Backoff)
 	if txnID != "" {
-		sc.Producer.Transaction.ID = txnID
+		makeTransactional(&sc, txnID)
 		// Not skipped while provisioning: a broker answers
 		// CONCURRENT_TRANSACTIONS until it has finished aborting the
 		// previous holder's transaction, which takes time.
@@ -62,11 +62,31 @@ func (p *ProducerPool) saramaConfig(d *dialer, txnID string) *sarama.Config {
 			}
 			return produceBackoff
 		}
-		sc.Producer.Idempotent = true
-		sc.Producer.RequiredAcks = sarama.WaitForAll
-		sc.Net.MaxOpenRequests = 1
 	}
 	return &sc
+}
+
+// makeTransactional turns sc into the config of a transactional lease.
+func makeTransactional(sc *sarama.Config, txnID string) {
+	sc.Producer.Transaction.ID = txnID
+	sc.Producer.Idempotent = true
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Net.MaxOpenRequests = 1
+}
+
+// validateSarama runs sarama's Validate on sc and, with a TransactionalID,
+// on the config of a transactional lease made from it: the configs
+// sarama.NewClient will be given.
+func validateSarama(sc *sarama.Config, transactionalID string) error {
+	if err := sc.Validate(); err != nil {
+		return err
+	}
+	if transactionalID == "" {
+		return nil
+	}
+	lease := *sc
+	makeTransactional(&lease, transactionalID+"-0")
+	return lease.Validate()
 }
 
 // saramaFromConfig is the sarama configuration c (with its defaults) makes,
@@ -170,7 +190,7 @@ const (
 // what they did that the pool cannot honour: a change to a setting it owns
 // or does not use, or a config sarama's Validate or the pool's own checks
 // refuse. It reports whether a func replaced Producer.Partitioner.
-func tune(sc *sarama.Config, funcs []func(*sarama.Config), maxBatchBytes, maxBufferedBytes int) (customPartitioner bool, err error) {
+func tune(sc *sarama.Config, funcs []func(*sarama.Config), d Config) (customPartitioner bool, err error) {
 	guarded := append(append([]saramaSetting(nil), ownedSettings...), unhonouredSettings...)
 	before := make([]any, len(guarded))
 	for i, s := range guarded {
@@ -189,10 +209,10 @@ func tune(sc *sarama.Config, funcs []func(*sarama.Config), maxBatchBytes, maxBuf
 			return false, hatchError("changes %s, which the pool %s: %s", s.name, verb, s.why)
 		}
 	}
-	if err := sc.Validate(); err != nil {
+	if err := validateSarama(sc, d.TransactionalID); err != nil {
 		return false, hatchError("sarama refuses the result: %w", err)
 	}
-	if name, err := checkPoolLimits(sc, maxBatchBytes, maxBufferedBytes); err != nil {
+	if name, err := checkPoolLimits(sc, d.MaxBatchBytes, d.MaxBufferedBytes); err != nil {
 		return false, hatchError("%s: %w", name, err)
 	}
 	return !sameSetting(partitioner, sc.Producer.Partitioner), nil

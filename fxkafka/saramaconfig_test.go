@@ -265,6 +265,8 @@ func TestWithSaramaConfigResultsThatCannotWorkAreRefused(t *testing.T) {
 			c.Net.MaxOpenRequests = 1
 			c.Producer.RequiredAcks = sarama.WaitForLocal
 		}, "WaitForAll"},
+		{"leases' transactions on 0.10", Config{TransactionalID: "tx"}, func(c *sarama.Config) { c.Version = sarama.V0_10_2_0 }, "Idempotent producer requires Version"},
+		{"leases' transactions without retries", Config{TransactionalID: "tx"}, func(c *sarama.Config) { c.Producer.Retry.Max = 0 }, "Retry.Max >= 1"},
 		{"client id with a space on 0.10", Config{}, func(c *sarama.Config) { c.ClientID = "a b"; c.Version = sarama.V0_10_2_0 }, "ClientID value"},
 		{"zstd on 2.0", Config{Compression: "zstd"}, func(c *sarama.Config) { c.Version = sarama.V2_0_0_0 }, "zstd compression requires"},
 		{"ack timeout at the read timeout", Config{}, func(c *sarama.Config) { c.Producer.Timeout = readTimeout }, "Producer.Timeout"},

@@ -51,12 +51,12 @@ func (c Config) resolve(funcs []func(*sarama.Config)) (resolved, error) {
 	sc := d.saramaFromConfig(sec)
 	// check refuses everything sarama would; this is the backstop that
 	// keeps a sarama check added later from failing every send instead.
-	if err := sc.Validate(); err != nil {
+	if err := validateSarama(sc, d.TransactionalID); err != nil {
 		return resolved{}, saramaConfigError(err)
 	}
 	custom := false
 	if len(funcs) > 0 {
-		if custom, err = tune(sc, funcs, d.MaxBatchBytes, d.MaxBufferedBytes); err != nil {
+		if custom, err = tune(sc, funcs, d); err != nil {
 			return resolved{}, err
 		}
 	}
