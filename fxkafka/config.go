@@ -176,13 +176,16 @@ type Config struct {
 	// Env: KAFKA_TLS_INSECURE_SKIP_VERIFY.
 	TLSInsecureSkipVerify bool `json:"tlsInsecureSkipVerify" yaml:"tlsInsecureSkipVerify" env:"KAFKA_TLS_INSECURE_SKIP_VERIFY"`
 
-	// SASLMechanism authenticates with SASL: "PLAIN", "SCRAM-SHA-256" or
-	// "SCRAM-SHA-512"; empty means no SASL. Env: KAFKA_SASL_MECHANISM.
+	// SASLMechanism authenticates with SASL: "PLAIN", "SCRAM-SHA-256",
+	// "SCRAM-SHA-512", or "OAUTHBEARER" (tokens from [WithTokenProvider],
+	// which New requires with it); empty means no SASL.
+	// Env: KAFKA_SASL_MECHANISM.
 	SASLMechanism string `json:"saslMechanism" yaml:"saslMechanism" env:"KAFKA_SASL_MECHANISM"`
 
 	// SASLUser and SASLPassword are the SASL credentials, both required
-	// with SASLMechanism, taken from the environment as they are (not
-	// trimmed). The password never appears in logs, errors, %v or JSON.
+	// with PLAIN and SCRAM, refused with OAUTHBEARER; taken from the
+	// environment as they are (not trimmed). The password never appears in
+	// logs, errors, %v or JSON.
 	// Env: KAFKA_SASL_USER, KAFKA_SASL_PASSWORD.
 	SASLUser     string `json:"saslUser" yaml:"saslUser" env:"KAFKA_SASL_USER,verbatim"`
 	SASLPassword Secret `json:"saslPassword" yaml:"saslPassword" env:"KAFKA_SASL_PASSWORD,verbatim"`
@@ -246,24 +249,34 @@ func configError(field string, format string, args ...any) *ConfigError {
 // [sarama.Config.Validate], so that a Config it accepts never fails a send
 // for its settings.
 func (c Config) Validate() error {
-	_, err := c.resolve(nil)
+	if err := c.check(); err != nil {
+		return err
+	}
+	sec, err := c.checkSecurity()
+	if err != nil {
+		return err
+	}
+	if sec.mechanism == SASLOAuthBearer {
+		sec.tokens = noTokens{} // New requires WithTokenProvider, which Validate cannot see
+	}
+	_, err = c.build(sec, nil)
 	return err
 }
 
-// check validates c's fields one by one and against each other, in the
-// order of the struct, and returns the security settings checkSecurity
-// derived. resolve then lets sarama check what is left.
-func (c Config) check() (security, error) {
+// check validates c's fields one by one and against each other, but for
+// TLS and SASL (checkSecurity's, run next). build then lets sarama check
+// the configuration they make.
+func (c Config) check() error {
 	if len(c.Brokers) == 0 {
-		return security{}, configError("Brokers", "at least one broker is required")
+		return configError("Brokers", "at least one broker is required")
 	}
 	for _, b := range c.Brokers {
 		host, port, err := net.SplitHostPort(strings.TrimSpace(b))
 		if err != nil || host == "" {
-			return security{}, configError("Brokers", "%q is not host:port", b)
+			return configError("Brokers", "%q is not host:port", b)
 		}
 		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
-			return security{}, configError("Brokers", "%q has no valid port", b)
+			return configError("Brokers", "%q has no valid port", b)
 		}
 	}
 	nonNegative := []struct {
@@ -281,29 +294,29 @@ func (c Config) check() (security, error) {
 	}
 	for _, f := range nonNegative {
 		if f.v < 0 {
-			return security{}, configError(f.field, "must not be negative, got %d", f.v)
+			return configError(f.field, "must not be negative, got %d", f.v)
 		}
 	}
 	version := sarama.DefaultVersion
 	if c.Version != "" {
 		v, err := sarama.ParseKafkaVersion(c.Version)
 		if err != nil {
-			return security{}, configError("Version", "%q is not a Kafka version such as \"3.6.0\"", c.Version)
+			return configError("Version", "%q is not a Kafka version such as \"3.6.0\"", c.Version)
 		}
 		version = v
 	}
 	if !version.IsAtLeast(sarama.V1_0_0_0) && c.ClientID != "" && !validClientID.MatchString(c.ClientID) {
-		return security{}, configError("ClientID", "%q may hold only ASCII letters, digits, '.', '_' and '-' with a Version before 1.0.0 (Version is %s)", c.ClientID, version)
+		return configError("ClientID", "%q may hold only ASCII letters, digits, '.', '_' and '-' with a Version before 1.0.0 (Version is %s)", c.ClientID, version)
 	}
 	acks, err := parseAcks(c.RequiredAcks)
 	if err != nil {
-		return security{}, configError("RequiredAcks", "%v", err)
+		return configError("RequiredAcks", "%v", err)
 	}
 	if _, err := partitionerFor(c.Partitioner, ""); err != nil {
-		return security{}, configError("Partitioner", "%v", err)
+		return configError("Partitioner", "%v", err)
 	}
 	if _, err := partitionerFor("", c.KeyHash); err != nil {
-		return security{}, configError("KeyHash", "%v", err)
+		return configError("KeyHash", "%v", err)
 	}
 	d := c.withDefaults()
 	for _, f := range []struct {
@@ -311,28 +324,24 @@ func (c Config) check() (security, error) {
 		v     int
 	}{{"MaxMessageBytes", d.MaxMessageBytes}, {"MaxBatchBytes", d.MaxBatchBytes}} {
 		if f.v > MaxRequestBytes {
-			return security{}, configError(f.field, "%d is above %d (MaxRequestBytes): sarama sends no request of 100 MiB or more", f.v, MaxRequestBytes)
+			return configError(f.field, "%d is above %d (MaxRequestBytes): sarama sends no request of 100 MiB or more", f.v, MaxRequestBytes)
 		}
 	}
 	if d.MaxBatchBytes < d.MaxMessageBytes {
-		return security{}, configError("MaxBatchBytes", "%d is below MaxMessageBytes (%d): a batch must hold the largest message", d.MaxBatchBytes, d.MaxMessageBytes)
+		return configError("MaxBatchBytes", "%d is below MaxMessageBytes (%d): a batch must hold the largest message", d.MaxBatchBytes, d.MaxMessageBytes)
 	}
 	if d.MaxBufferedBytes < d.MaxMessageBytes {
-		return security{}, configError("MaxBufferedBytes", "%d is below MaxMessageBytes (%d): the buffer must hold the largest message", d.MaxBufferedBytes, d.MaxMessageBytes)
+		return configError("MaxBufferedBytes", "%d is below MaxMessageBytes (%d): the buffer must hold the largest message", d.MaxBufferedBytes, d.MaxMessageBytes)
 	}
 	codec, err := parseCompression(c.Compression)
 	if err != nil {
-		return security{}, configError("Compression", "%v", err)
+		return configError("Compression", "%v", err)
 	}
 	if err := checkCodecVersion(codec, version); err != nil {
-		return security{}, configError("Compression", "%v", err)
+		return configError("Compression", "%v", err)
 	}
 	if err := checkCodecLevel(codec, saramaLevel(c.CompressionLevel)); err != nil {
-		return security{}, configError("CompressionLevel", "%v", err)
-	}
-	sec, err := c.checkSecurity()
-	if err != nil {
-		return security{}, err
+		return configError("CompressionLevel", "%v", err)
 	}
 	// Idempotent producers, and the transactional ones leases get, need
 	// acks from all in-sync replicas and Kafka 0.11.
@@ -344,13 +353,13 @@ func (c Config) check() (security, error) {
 			continue
 		}
 		if acks != sarama.WaitForAll {
-			return security{}, configError("RequiredAcks", "%q conflicts with %s, which needs \"all\"", c.RequiredAcks, needs.name)
+			return configError("RequiredAcks", "%q conflicts with %s, which needs \"all\"", c.RequiredAcks, needs.name)
 		}
 		if !version.IsAtLeast(sarama.V0_11_0_0) {
-			return security{}, configError("Version", "%s is older than 0.11, which %s needs", c.Version, needs.name)
+			return configError("Version", "%s is older than 0.11, which %s needs", c.Version, needs.name)
 		}
 	}
-	return sec, nil
+	return nil
 }
 
 // validClientID is sarama's rule for client ids sent to brokers before

@@ -39,7 +39,7 @@ func FuzzConfigNewAcceptsOnlyWhatSaramaAccepts(f *testing.F) {
 			ids = append(ids, txnID+"-1")
 		}
 		for _, id := range ids {
-			if err := p.saramaConfig(newDialer(0, 0), id).Validate(); err != nil {
+			if err := p.saramaConfig(newDialer(0, 0, nil), id).Validate(); err != nil {
 				t.Fatalf("New accepted %+v, sarama refuses it (transactional id %q): %v", cfg, id, err)
 			}
 		}
@@ -83,7 +83,7 @@ func FuzzWithSaramaConfigNeverPanicsAndKeepsItsLimits(f *testing.F) {
 			return
 		}
 		for _, id := range []string{"", "tx-1"} {
-			sc := p.saramaConfig(newDialer(0, 0), id)
+			sc := p.saramaConfig(newDialer(0, 0, nil), id)
 			if err := sc.Validate(); err != nil {
 				t.Fatalf("New accepted what sarama refuses (transactional id %q): %v", id, err)
 			}

@@ -214,7 +214,7 @@ func TestModuleOptionsReachThePool(t *testing.T) {
 	)
 	app.RequireStart()
 	assert.Equal(t, 10, pool.set.retries)
-	assert.Equal(t, time.Hour, pool.saramaConfig(newDialer(0, 0), "").Metadata.RefreshFrequency)
+	assert.Equal(t, time.Hour, pool.saramaConfig(newDialer(0, 0, nil), "").Metadata.RefreshFrequency)
 	app.RequireStop()
 }
 

@@ -54,7 +54,9 @@ func WithLogger(l *zap.Logger) Option {
 // Producer.Retry.MaxBufferLength and MaxBufferBytes, Producer.Interceptors,
 // Producer.Transaction.Timeout and Retry.Max and Backoff,
 // ChannelBufferSize), and a result that sarama's own Validate or the pool's
-// limits refuse. Consumer.* and Admin.* do nothing in a producer pool.
+// limits refuse (Producer.Timeout not below Net.ReadTimeout, SASL
+// handshake v0, whose raw tokens the dialer's frame check refuses). Consumer.*
+// and Admin.* do nothing in a producer pool.
 func WithSaramaConfig(f func(*sarama.Config)) Option {
 	return optionFunc(func(p *ProducerPool) {
 		if f != nil {

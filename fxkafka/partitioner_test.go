@@ -61,7 +61,7 @@ func TestPartitionerConfigSelectsSaramasHashPartitioner(t *testing.T) {
 	} {
 		p, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Partitioner: tt.give})
 		require.NoError(t, err)
-		sc := p.saramaConfig(newDialer(0, 0), "")
+		sc := p.saramaConfig(newDialer(0, 0, nil), "")
 		assert.Equal(t, fn(tt.want), fn(sc.Producer.Partitioner), "Partitioner %q", tt.give)
 	}
 	_, err := New(Config{Brokers: []string{"127.0.0.1:1"}, Partitioner: "random"})

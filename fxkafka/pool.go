@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/IBM/sarama"
 	"go.uber.org/zap"
 )
 
@@ -29,6 +30,8 @@ type ProducerPool struct {
 	hooks hookSet    // set by options in New, read-only after
 	base  saramaBase // the sarama config New builds once, and WithSaramaConfig's funcs
 	set   settings   // what the send path needs, derived once in New; read-only after
+
+	tokenProvider sarama.AccessTokenProvider // set by WithTokenProvider; New copies it into sec
 
 	// producers is an immutable snapshot of the open producers, replaced
 	// (under mu) whenever one is added or removed, so routing a send takes

@@ -119,7 +119,7 @@ func backoff(n int, limit time.Duration) time.Duration {
 // returns within ctx: when ctx ends, the dialer closes the connections sarama
 // is blocked on.
 func (p *ProducerPool) newProducer(ctx context.Context, txnID string) (*producer, error) {
-	d := newDialer(dialTimeout, keepAlive)
+	d := newDialer(dialTimeout, keepAlive, p.sec.tls)
 	stop := context.AfterFunc(ctx, d.abort)
 	client, err := sarama.NewClient(p.cfg.Brokers, p.saramaConfig(d, txnID))
 	var async sarama.AsyncProducer

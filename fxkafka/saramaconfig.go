@@ -234,6 +234,9 @@ func checkPoolLimits(sc *sarama.Config, maxBatchBytes, maxBufferedBytes int) (st
 	case mb > maxBufferedBytes:
 		return "Producer.MaxMessageBytes", fmt.Errorf("%d is above Config.MaxBufferedBytes (%d)", mb, maxBufferedBytes)
 	}
+	if sc.Net.SASL.Enable && sc.Net.SASL.Version != sarama.SASLHandshakeV1 {
+		return "Net.SASL.Version", fmt.Errorf("is %d: SASL v0 sends raw tokens, and the pool's dialer refuses what is not framed as Kafka's protocol; keep SASLHandshakeV1", sc.Net.SASL.Version)
+	}
 	if sc.Producer.Timeout >= readTimeout {
 		return "Producer.Timeout", fmt.Errorf("%v is not below the pool's Net.ReadTimeout (%v): the broker's answer would come after the pool stopped waiting", sc.Producer.Timeout, readTimeout)
 	}

@@ -102,7 +102,7 @@ func TestSaramaConfigCarriesTheConfigsSettings(t *testing.T) {
 		ProvisionTimeout: 3 * time.Second,
 	})
 	require.NoError(t, err)
-	d := newDialer(0, 0)
+	d := newDialer(0, 0, nil)
 	sc := p.saramaConfig(d, "")
 	assert.Equal(t, "orders", sc.ClientID)
 	assert.Equal(t, sarama.V3_6_0_0, sc.Version)
@@ -120,7 +120,7 @@ func TestSaramaConfigCarriesTheConfigsSettings(t *testing.T) {
 func TestSaramaConfigIsACopyPerProducer(t *testing.T) {
 	p, err := New(Config{Brokers: []string{"kafka:9092"}})
 	require.NoError(t, err)
-	d1, d2 := newDialer(0, 0), newDialer(0, 0)
+	d1, d2 := newDialer(0, 0, nil), newDialer(0, 0, nil)
 	a, b := p.saramaConfig(d1, ""), p.saramaConfig(d2, "tx-1")
 	require.NotSame(t, a, b)
 	assert.Same(t, d1, a.Net.Proxy.Dialer.(*dialer))
@@ -141,7 +141,7 @@ func TestSaramaRetryPausesFollowTheConfiguredBackoff(t *testing.T) {
 		sc.Metadata.Retry.Backoff = 30 * time.Millisecond
 	}))
 	require.NoError(t, err)
-	d := newDialer(0, 0)
+	d := newDialer(0, 0, nil)
 	sc := p.saramaConfig(d, "")
 	assert.Zero(t, sc.Producer.Retry.BackoffFunc(1, 3), "no pause while provisioning")
 	d.ready.Store(true)
@@ -169,7 +169,7 @@ func TestWithSaramaConfigChangesReachEveryProducersConfigAndTheSettings(t *testi
 	}))
 	require.NoError(t, err)
 	require.NotNil(t, seen)
-	sc := p.saramaConfig(newDialer(0, 0), "")
+	sc := p.saramaConfig(newDialer(0, 0, nil), "")
 	assert.Equal(t, "from-sarama", sc.ClientID)
 	assert.Equal(t, "eu-1a", sc.RackID)
 	assert.Equal(t, time.Minute, sc.Metadata.RefreshFrequency)
@@ -273,6 +273,9 @@ func TestWithSaramaConfigResultsThatCannotWorkAreRefused(t *testing.T) {
 		{"message at sarama's request limit", Config{}, func(c *sarama.Config) { c.Producer.MaxMessageBytes = int(sarama.MaxRequestSize) }, "MaxRequestBytes"},
 		{"message larger than a batch", Config{}, func(c *sarama.Config) { c.Producer.MaxMessageBytes = 2 << 20 }, "above Config.MaxBatchBytes"},
 		{"a level for lz4", Config{Compression: "lz4"}, func(c *sarama.Config) { c.Producer.CompressionLevel = 5 }, "lz4 has no levels"},
+		{"SASL v0", Config{SASLMechanism: SASLPlain, SASLUser: "u", SASLPassword: "p"}, func(c *sarama.Config) {
+			c.Net.SASL.Version, c.ApiVersionsRequest = sarama.SASLHandshakeV0, false
+		}, "Net.SASL.Version"},
 		{"a codec sarama does not know", Config{}, func(c *sarama.Config) { c.Producer.Compression = 9 }, "9 is not a codec sarama knows"},
 		{"no partitioner", Config{}, func(c *sarama.Config) { c.Producer.Partitioner = nil }, "Partitioner must not be nil"},
 		{"no open requests", Config{}, func(c *sarama.Config) { c.Net.MaxOpenRequests = 0 }, "MaxOpenRequests"},

@@ -40,16 +40,65 @@ const (
 	SASLPlain       = "PLAIN"
 	SASLScramSHA256 = "SCRAM-SHA-256"
 	SASLScramSHA512 = "SCRAM-SHA-512"
+
+	// SASLOAuthBearer logs in with a token from the provider given with
+	// [WithTokenProvider] (KIP-255; OIDC, AWS MSK IAM). SASLUser and
+	// SASLPassword stay empty.
+	SASLOAuthBearer = "OAUTHBEARER"
 )
 
-// security is what Validate derived from the TLS and SASL fields.
+// WithTokenProvider sets where the pool gets OAUTHBEARER tokens (OIDC, AWS
+// MSK IAM). [New] requires it when Config.SASLMechanism is "OAUTHBEARER"
+// and refuses it otherwise, with a [*ConfigError] naming SASLMechanism.
+// There is none by default; a nil provider is ignored.
+//
+// sarama calls Token for each new broker connection, from its own
+// goroutine, and the connection waits for it: Token must be safe for
+// concurrent use, should reuse a token until it nears expiry, and must
+// return (an error, if need be) within seconds. Neither the pool's
+// deadlines nor Close can interrupt it: a Token that blocks holds up its
+// provisioning attempt until it returns. A Token error fails that connection; an attempt that can log in
+// to no broker fails with [ErrUnavailable] wrapping it. The pool never logs
+// the token, and it never appears in the pool's errors or [Stats].
+func WithTokenProvider(tp sarama.AccessTokenProvider) Option {
+	return optionFunc(func(p *ProducerPool) {
+		if tp != nil {
+			p.tokenProvider = tp
+		}
+	})
+}
+
+// security is what the TLS and SASL fields (and WithTokenProvider) come to,
+// parsed once by New.
 type security struct {
-	tls       *tls.Config // nil: no TLS
-	mechanism string      // "": no SASL
+	tls       *tls.Config                // nil: no TLS; the dialer clones it per connection
+	mechanism string                     // "": no SASL
+	tokens    sarama.AccessTokenProvider // with SASLOAuthBearer only
+}
+
+// initSecurity parses the TLS and SASL settings for New: the one parse the
+// pool uses (it reads the TLS files), with its error returned, and the
+// check that OAUTHBEARER and WithTokenProvider come together, which
+// Validate cannot make. It runs after the options.
+func (p *ProducerPool) initSecurity() error {
+	sec, err := p.cfg.checkSecurity()
+	if err != nil {
+		return err
+	}
+	switch {
+	case sec.mechanism == SASLOAuthBearer && p.tokenProvider == nil:
+		return configError("SASLMechanism", "%s needs a token provider: pass WithTokenProvider to New", SASLOAuthBearer)
+	case sec.mechanism != SASLOAuthBearer && p.tokenProvider != nil:
+		return configError("SASLMechanism", "is %q, but WithTokenProvider was given, which needs %s", p.cfg.SASLMechanism, SASLOAuthBearer)
+	}
+	sec.tokens = p.tokenProvider
+	p.sec = sec
+	return nil
 }
 
 // checkSecurity validates the TLS and SASL fields, reading the files they
-// name, and returns the settings for sarama. Errors never contain the
+// name, and returns the settings for sarama (without a token provider,
+// which is an option's: see initSecurity). Errors never contain the
 // password.
 func (c Config) checkSecurity() (security, error) {
 	var sec security
@@ -113,25 +162,35 @@ func (c Config) checkSecurity() (security, error) {
 			return sec, configError("SASLPassword", "is required with SASLUser")
 		}
 		sec.mechanism = m
+	case SASLOAuthBearer:
+		if c.SASLUser != "" {
+			return sec, configError("SASLUser", "is not used with SASLMechanism %s (the token provider logs in)", m)
+		}
+		if c.SASLPassword != "" {
+			return sec, configError("SASLPassword", "is not used with SASLMechanism %s (the token provider logs in)", m)
+		}
+		sec.mechanism = m
 	default:
-		return sec, configError("SASLMechanism", "%q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", c.SASLMechanism)
+		return sec, configError("SASLMechanism", "%q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER", c.SASLMechanism)
 	}
 	return sec, nil
 }
 
-// apply sets sarama's TLS and SASL settings.
+// apply sets sarama's TLS and SASL settings. TLS is the dialer's (see
+// newDialer), so sarama's own stays off: the dialer's connections hand
+// sarama plain Kafka frames, which they check before sarama reads them.
 func (sec security) apply(c Config, sc *sarama.Config) {
-	if sec.tls != nil {
-		sc.Net.TLS.Enable = true
-		sc.Net.TLS.Config = sec.tls.Clone()
-	}
+	sc.Net.TLS.Enable = false
+	sc.Net.TLS.Config = nil
 	if sec.mechanism == "" {
 		return
 	}
 	sc.Net.SASL.Enable = true
 	sc.Net.SASL.Handshake = true
-	sc.Net.SASL.User = c.SASLUser
-	sc.Net.SASL.Password = string(c.SASLPassword)
+	// Version 1 (Kafka 1.0+) carries every SASL exchange in Kafka frames
+	// (SaslAuthenticate), which the dialer's frame check relies on; v0 sends
+	// raw tokens, and OAUTHBEARER needs v1 anyway.
+	sc.Net.SASL.Version = sarama.SASLHandshakeV1
 	switch sec.mechanism {
 	case SASLPlain:
 		sc.Net.SASL.Mechanism = sarama.SASLTypePlaintext
@@ -141,7 +200,13 @@ func (sec security) apply(c Config, sc *sarama.Config) {
 	case SASLScramSHA512:
 		sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512
 		sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA512} }
+	case SASLOAuthBearer:
+		sc.Net.SASL.Mechanism = sarama.SASLTypeOAuth
+		sc.Net.SASL.TokenProvider = sec.tokens
+		return
 	}
+	sc.Net.SASL.User = c.SASLUser
+	sc.Net.SASL.Password = string(c.SASLPassword)
 }
 
 // scramClient adapts xdg-go/scram to sarama's SCRAMClient.

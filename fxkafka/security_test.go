@@ -258,3 +258,30 @@ func TestSecurityIsReadFromTheEnvironment(t *testing.T) {
 	_, err = ConfigFromEnv()
 	assert.ErrorContains(t, err, "KAFKA_TLS")
 }
+
+func TestNewReturnsTheErrorOfTheSecurityParseItUses(t *testing.T) {
+	pki := newTestPKI(t)
+	cfg := Config{Brokers: []string{"127.0.0.1:1"}, TLS: true, TLSCAFile: pki.caFile}
+	p := &ProducerPool{cfg: cfg}
+	require.NoError(t, p.initSecurity())
+	assert.NotNil(t, p.sec.tls.RootCAs)
+
+	// The file goes away between Validate and New's own parse.
+	require.NoError(t, os.Remove(pki.caFile))
+	err := p.initSecurity()
+	var ce *ConfigError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "TLSCAFile", ce.Field)
+}
+
+func TestTLSFilesAreReadByNewOnly(t *testing.T) {
+	checkLeaks(t)
+	pki := newTestPKI(t)
+	c := startBrokerWith(t, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{pki.server}, MinVersion: tls.VersionTLS12}))
+	cfg := testConfig(c.ListenAddrs()...)
+	cfg.TLS, cfg.TLSCAFile = true, pki.caFile
+	p := newTestPool(t, cfg)
+	require.NoError(t, os.Remove(pki.caFile), "provisioning does not read the file again")
+	_, _, err := p.SendMessage(context.Background(), msg("trusted from New's parse"))
+	require.NoError(t, err)
+}

@@ -1,6 +1,7 @@
 package fxkafka
 
 import (
+	"errors"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -29,33 +30,30 @@ type settings struct {
 	maxBufferedBytes    int
 }
 
-// resolved is everything New derives from a Config and the
-// WithSaramaConfig funcs, once.
+// resolved is everything New derives from a checked Config, its security
+// settings and the WithSaramaConfig funcs, once.
 type resolved struct {
 	cfg Config         // with its defaults
-	sec security       // TLS and SASL, the files read once
 	sc  *sarama.Config // final: every producer's config is a copy
 	set settings
 }
 
-// resolve checks c, builds the sarama configuration it makes, runs funcs on
-// it and derives the send path's settings from the result. Every error is a
-// *ConfigError naming the Config field (and variable) responsible, or
-// "WithSaramaConfig" for what a func did.
-func (c Config) resolve(funcs []func(*sarama.Config)) (resolved, error) {
-	sec, err := c.check()
-	if err != nil {
-		return resolved{}, err
-	}
+// build makes the sarama configuration c (already checked) and sec come to,
+// runs funcs on it and derives the send path's settings from the result.
+// Every error is a *ConfigError naming the Config field (and variable)
+// responsible, or "WithSaramaConfig" for what a func did.
+func (c Config) build(sec security, funcs []func(*sarama.Config)) (resolved, error) {
 	d := c.withDefaults()
 	sc := d.saramaFromConfig(sec)
-	// check refuses everything sarama would; this is the backstop that
-	// keeps a sarama check added later from failing every send instead.
+	// check and checkSecurity refuse everything sarama would; this is the
+	// backstop that keeps a sarama check added later from failing every
+	// send instead.
 	if err := validateSarama(sc, d.TransactionalID); err != nil {
 		return resolved{}, saramaConfigError(err)
 	}
 	custom := false
 	if len(funcs) > 0 {
+		var err error
 		if custom, err = tune(sc, funcs, d); err != nil {
 			return resolved{}, err
 		}
@@ -81,17 +79,35 @@ func (c Config) resolve(funcs []func(*sarama.Config)) (resolved, error) {
 	if custom {
 		set.partitioner = sc.Producer.Partitioner
 	}
-	return resolved{cfg: d, sec: sec, sc: sc, set: set}, nil
+	return resolved{cfg: d, sc: sc, set: set}, nil
 }
 
 // configure validates cfg together with the options already applied to p
-// and sets what New derives from them: p.cfg, p.sec, p.base.config and
-// p.set. New calls it once; nothing changes them after.
+// and sets what New derives from them: p.cfg, p.sec (by initSecurity, the
+// one parse of the TLS and SASL settings), p.base.config and p.set. New
+// calls it once; nothing changes them after.
 func (p *ProducerPool) configure(cfg Config) error {
-	r, err := cfg.resolve(p.base.funcs)
+	if err := cfg.check(); err != nil {
+		return err
+	}
+	p.cfg = cfg.withDefaults()
+	if err := p.initSecurity(); err != nil {
+		return err
+	}
+	r, err := cfg.build(p.sec, p.base.funcs)
 	if err != nil {
 		return err
 	}
-	p.cfg, p.sec, p.base.config, p.set = r.cfg, r.sec, r.sc, r.set
+	p.cfg, p.base.config, p.set = r.cfg, r.sc, r.set
 	return nil
+}
+
+// noTokens stands in for the OAUTHBEARER token provider when
+// Config.Validate lets sarama check the configuration: the provider is
+// WithTokenProvider's, which only New sees and requires. It is never asked
+// for a token.
+type noTokens struct{}
+
+func (noTokens) Token() (*sarama.AccessToken, error) {
+	return nil, errors.New("fxkafka: no token provider: pass WithTokenProvider to New")
 }
