@@ -1,10 +1,12 @@
 package fxkafka
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"os"
+	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -12,27 +14,49 @@ import (
 	"github.com/IBM/sarama"
 )
 
-// Defaults applied by [New] to zero fields of [Config].
+// Defaults applied by [New] to zero fields of [Config]. Each names its field.
 const (
-	DefaultClientID            = "fxkafka"
-	DefaultMaxProducers        = 4
-	DefaultProducerBusyAt      = 1024
-	DefaultRequiredAcks        = "all"
-	DefaultMaxMessageBytes     = 1024 * 1024
-	DefaultProvisionTimeout    = 5 * time.Second
-	DefaultProvisionBackoffMax = time.Second
+	DefaultClientID            = "fxkafka"        // Config.ClientID
+	DefaultMaxProducers        = 4                // Config.MaxProducers
+	DefaultProducerBusyAt      = 1024             // Config.ProducerBusyAt
+	DefaultRequiredAcks        = "all"            // Config.RequiredAcks
+	DefaultMaxMessageBytes     = 1024 * 1024      // Config.MaxMessageBytes
+	DefaultProvisionTimeout    = 5 * time.Second  // Config.ProvisionTimeout
+	DefaultProvisionBackoffMax = time.Second      // Config.ProvisionBackoffMax
+	DefaultCompression         = "none"           // Config.Compression
+	DefaultKeyHash             = "fnv1a"          // Config.KeyHash
+	DefaultMaxBatchBytes       = 1024 * 1024      // Config.MaxBatchBytes (or MaxMessageBytes, if larger)
+	DefaultMaxBufferedMessages = 10000            // Config.MaxBufferedMessages
+	DefaultMaxBufferedBytes    = 64 * 1024 * 1024 // Config.MaxBufferedBytes (or MaxMessageBytes, if larger)
+
+	// DefaultLinger is Config.Linger's default: how long a batch may wait
+	// for more messages before it is sent. 0: a batch leaves as soon as the
+	// connection can take it.
+	DefaultLinger time.Duration = 0
 )
+
+// MaxRequestBytes bounds Config.MaxMessageBytes and Config.MaxBatchBytes:
+// sarama refuses to send a request larger than [sarama.MaxRequestSize]
+// (100 MiB), and a produce request carries a batch plus its own headers, for
+// which this leaves 10 KiB, as sarama's own producer does.
+const MaxRequestBytes = 100*1024*1024 - 10*1024
 
 // Config configures a [ProducerPool]. The zero value of every field except
 // Brokers means "use the default"; [ConfigFromEnv] reads it from the
 // environment and [Config.Validate] checks it. Each field names its
-// environment variable.
+// environment variable (the field's `env` tag is where the name lives; the
+// README's table and these comments are checked against it).
+//
+// A Config decodes from YAML and JSON with the field names of its tags;
+// durations are strings such as "5s" (JSON also takes nanoseconds).
 type Config struct {
 	// Brokers are the seed brokers, as "host:port". Required.
 	// Env: KAFKA_BROKERS, comma-separated.
 	Brokers []string `json:"brokers" yaml:"brokers" env:"KAFKA_BROKERS"`
 
 	// ClientID is sent to the brokers with every request. Default "fxkafka".
+	// With a Version before 1.0.0 it may hold only ASCII letters, digits,
+	// '.', '_' and '-' (brokers before KIP-190 refuse others).
 	// Env: KAFKA_CLIENT_ID.
 	ClientID string `json:"clientID" yaml:"clientID" env:"KAFKA_CLIENT_ID"`
 
@@ -50,7 +74,9 @@ type Config struct {
 	ProducerBusyAt int `json:"producerBusyAt" yaml:"producerBusyAt" env:"KAFKA_PRODUCER_BUSY_AT"`
 
 	// Version is the Kafka protocol version to speak, such as "3.6.0".
-	// Empty means sarama's default (2.8.0). Env: KAFKA_VERSION.
+	// Empty means sarama's default (2.8.0). Versions before 0.11 are valid
+	// (old message formats), except with Idempotent or TransactionalID.
+	// Env: KAFKA_VERSION.
 	Version string `json:"version" yaml:"version" env:"KAFKA_VERSION"`
 
 	// RequiredAcks is the acknowledgement a send waits for: "all" (every
@@ -69,17 +95,62 @@ type Config struct {
 	Idempotent bool `json:"idempotent" yaml:"idempotent" env:"KAFKA_IDEMPOTENT"`
 
 	// Partitioner chooses a message's partition when it does not set one:
-	// "sticky" (the default) hashes keyed messages as sarama does and sends
+	// "sticky" (the default) hashes keyed messages with KeyHash and sends
 	// keyless ones to one partition for a run of messages before moving on,
 	// so concurrent sends batch together; "hash" is sarama's default (keyed
 	// hashed, keyless random). Env: KAFKA_PARTITIONER.
 	Partitioner string `json:"partitioner" yaml:"partitioner" env:"KAFKA_PARTITIONER"`
 
-	// MaxMessageBytes is the largest message (key, value, headers and
-	// record overhead) a send accepts; a larger one is refused before it
-	// reaches a producer. Keep it at or below the topic's max.message.bytes.
+	// KeyHash is how a keyed message's partition is chosen: "fnv1a" (the
+	// default) places keys where sarama's NewHashPartitioner does, so a
+	// service moving from sarama keeps its keys' partitions; "murmur2"
+	// places them where Kafka's Java client, franz-go and librdkafka's
+	// murmur2_random do. Env: KAFKA_KEY_HASH.
+	KeyHash string `json:"keyHash" yaml:"keyHash" env:"KAFKA_KEY_HASH"`
+
+	// MaxMessageBytes is the largest message a send accepts, counted as the
+	// broker counts it (the record and the overhead of the batch it travels
+	// in); a larger one is refused before it reaches a producer. Keep it at
+	// or below the topic's max.message.bytes. At most MaxRequestBytes.
 	// 0 means DefaultMaxMessageBytes (1 MiB). Env: KAFKA_MAX_MESSAGE_BYTES.
 	MaxMessageBytes int `json:"maxMessageBytes" yaml:"maxMessageBytes" env:"KAFKA_MAX_MESSAGE_BYTES"`
+
+	// MaxBatchBytes is the largest record batch the pool builds for one
+	// partition (before compression). It must hold one message of
+	// MaxMessageBytes, so a smaller value is an error; at most
+	// MaxRequestBytes. The broker refuses a batch above the topic's
+	// max.message.bytes, so keep it at or below that too. 0 means
+	// DefaultMaxBatchBytes (1 MiB), or MaxMessageBytes if that is larger.
+	// Env: KAFKA_MAX_BATCH_BYTES.
+	MaxBatchBytes int `json:"maxBatchBytes" yaml:"maxBatchBytes" env:"KAFKA_MAX_BATCH_BYTES"`
+
+	// Compression is the codec of the batches the pool sends, as the
+	// broker stores them: "none" (the default), "gzip", "snappy", "lz4"
+	// (needs a Version of at least 0.10) or "zstd" (at least 2.1.0).
+	// Env: KAFKA_COMPRESSION.
+	Compression string `json:"compression" yaml:"compression" env:"KAFKA_COMPRESSION"`
+
+	// CompressionLevel is the codec's level: 1 (fastest) to 9 (smallest)
+	// for gzip, 1 to 22 for zstd; snappy and lz4 have none. 0 means the
+	// codec's default. Env: KAFKA_COMPRESSION_LEVEL.
+	CompressionLevel int `json:"compressionLevel" yaml:"compressionLevel" env:"KAFKA_COMPRESSION_LEVEL"`
+
+	// Linger is how long a batch may wait for more messages before it is
+	// sent, trading latency for larger batches. 0 means DefaultLinger; a
+	// negative value means no wait at all, whatever the default.
+	// Env: KAFKA_LINGER, a Go duration such as "5ms".
+	Linger time.Duration `json:"linger" yaml:"linger" env:"KAFKA_LINGER"`
+
+	// MaxBufferedMessages bounds the messages waiting in the pool (accepted
+	// by Produce, not yet acknowledged or failed). 0 means
+	// DefaultMaxBufferedMessages (10000). Env: KAFKA_MAX_BUFFERED_MESSAGES.
+	MaxBufferedMessages int `json:"maxBufferedMessages" yaml:"maxBufferedMessages" env:"KAFKA_MAX_BUFFERED_MESSAGES"`
+
+	// MaxBufferedBytes bounds the bytes of those messages. It must hold one
+	// message of MaxMessageBytes, so a smaller value is an error. 0 means
+	// DefaultMaxBufferedBytes (64 MiB), or MaxMessageBytes if that is
+	// larger. Env: KAFKA_MAX_BUFFERED_BYTES.
+	MaxBufferedBytes int `json:"maxBufferedBytes" yaml:"maxBufferedBytes" env:"KAFKA_MAX_BUFFERED_BYTES"`
 
 	// TLS encrypts connections to the brokers. Default false.
 	// Env: KAFKA_TLS ("true" or "false").
@@ -112,11 +183,12 @@ type Config struct {
 	SASLMechanism string `json:"saslMechanism" yaml:"saslMechanism" env:"KAFKA_SASL_MECHANISM"`
 
 	// SASLUser and SASLPassword are the SASL credentials, both required
-	// with PLAIN and SCRAM, refused with OAUTHBEARER. The password never
-	// appears in logs, errors, %v or JSON.
+	// with PLAIN and SCRAM, refused with OAUTHBEARER; taken from the
+	// environment as they are (not trimmed). The password never appears in
+	// logs, errors, %v or JSON.
 	// Env: KAFKA_SASL_USER, KAFKA_SASL_PASSWORD.
-	SASLUser     string `json:"saslUser" yaml:"saslUser" env:"KAFKA_SASL_USER"`
-	SASLPassword Secret `json:"saslPassword" yaml:"saslPassword" env:"KAFKA_SASL_PASSWORD"`
+	SASLUser     string `json:"saslUser" yaml:"saslUser" env:"KAFKA_SASL_USER,verbatim"`
+	SASLPassword Secret `json:"saslPassword" yaml:"saslPassword" env:"KAFKA_SASL_PASSWORD,verbatim"`
 
 	// TransactionalID makes leased producers ([ProducerPool.Lease])
 	// transactional: each gets the id "<TransactionalID>-<n>", n its lease
@@ -137,21 +209,16 @@ type Config struct {
 	// 0 means DefaultProvisionBackoffMax (1s).
 	// Env: KAFKA_PROVISION_BACKOFF_MAX, a Go duration.
 	ProvisionBackoffMax time.Duration `json:"provisionBackoffMax" yaml:"provisionBackoffMax" env:"KAFKA_PROVISION_BACKOFF_MAX"`
-
-	// MaxBufferedMessages bounds the messages Produce has handed to the
-	// pool whose promise has not yet run. Env: KAFKA_MAX_BUFFERED_MESSAGES.
-	MaxBufferedMessages int `json:"maxBufferedMessages" yaml:"maxBufferedMessages" env:"KAFKA_MAX_BUFFERED_MESSAGES"`
-
-	// MaxBufferedBytes bounds their bytes. Env: KAFKA_MAX_BUFFERED_BYTES.
-	MaxBufferedBytes int `json:"maxBufferedBytes" yaml:"maxBufferedBytes" env:"KAFKA_MAX_BUFFERED_BYTES"`
 }
 
 // ErrInvalidConfig is matched (with [errors.Is]) by every [*ConfigError].
 var ErrInvalidConfig = errors.New("fxkafka: invalid config")
 
 // ConfigError reports a configuration value that cannot be used. It is
-// returned by [ConfigFromEnv], [Config.Validate] and [New], and matches
-// [ErrInvalidConfig].
+// returned by [ConfigFromEnv], [Config.Validate], [Config.UnmarshalJSON] and
+// [New], and matches [ErrInvalidConfig]. A setting made by
+// [WithSaramaConfig]'s func that the pool refuses has Field
+// "WithSaramaConfig" and no EnvVar; Err names the sarama setting.
 type ConfigError struct {
 	Field  string // the Config field, such as "MaxProducers"
 	EnvVar string // its environment variable, such as "KAFKA_MAX_PRODUCERS"
@@ -159,6 +226,9 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
+	if e.EnvVar == "" {
+		return fmt.Sprintf("fxkafka: invalid config %s: %v", e.Field, e.Err)
+	}
 	return fmt.Sprintf("fxkafka: invalid config %s (%s): %v", e.Field, e.EnvVar, e.Err)
 }
 
@@ -168,140 +238,35 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // Is reports whether target is [ErrInvalidConfig].
 func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
 
-// envVars maps each Config field to its environment variable; it is the one
-// place the names live, for errors and for ConfigFromEnv.
-var envVars = map[string]string{
-	"Brokers":               "KAFKA_BROKERS",
-	"ClientID":              "KAFKA_CLIENT_ID",
-	"MaxProducers":          "KAFKA_MAX_PRODUCERS",
-	"ProducerBusyAt":        "KAFKA_PRODUCER_BUSY_AT",
-	"Version":               "KAFKA_VERSION",
-	"RequiredAcks":          "KAFKA_REQUIRED_ACKS",
-	"Idempotent":            "KAFKA_IDEMPOTENT",
-	"Partitioner":           "KAFKA_PARTITIONER",
-	"TLS":                   "KAFKA_TLS",
-	"TLSCAFile":             "KAFKA_TLS_CA_FILE",
-	"TLSCertFile":           "KAFKA_TLS_CERT_FILE",
-	"TLSKeyFile":            "KAFKA_TLS_KEY_FILE",
-	"TLSServerName":         "KAFKA_TLS_SERVER_NAME",
-	"TLSInsecureSkipVerify": "KAFKA_TLS_INSECURE_SKIP_VERIFY",
-	"SASLMechanism":         "KAFKA_SASL_MECHANISM",
-	"SASLUser":              "KAFKA_SASL_USER",
-	"SASLPassword":          "KAFKA_SASL_PASSWORD",
-	"TransactionalID":       "KAFKA_TRANSACTIONAL_ID",
-	"MaxMessageBytes":       "KAFKA_MAX_MESSAGE_BYTES",
-	"ProvisionTimeout":      "KAFKA_PROVISION_TIMEOUT",
-	"ProvisionBackoffMax":   "KAFKA_PROVISION_BACKOFF_MAX",
-}
-
 func configError(field string, format string, args ...any) *ConfigError {
 	return &ConfigError{Field: field, EnvVar: envVars[field], Err: fmt.Errorf(format, args...)}
 }
 
-// ConfigFromEnv reads a Config from the environment: KAFKA_BROKERS
-// (comma-separated host:port list, required) and the variable each Config
-// field names (KAFKA_CLIENT_ID, KAFKA_MAX_PRODUCERS, KAFKA_TLS,
-// KAFKA_SASL_MECHANISM, ...). Unset variables leave their field at the zero
-// value (the default). It returns a [*ConfigError] naming the variable when
-// one cannot be parsed or the result does not pass [Config.Validate].
-func ConfigFromEnv() (Config, error) {
-	var c Config
-	c.Brokers = splitList(os.Getenv(envVars["Brokers"]))
-	c.ClientID = strings.TrimSpace(os.Getenv(envVars["ClientID"]))
-	c.Version = strings.TrimSpace(os.Getenv(envVars["Version"]))
-	c.RequiredAcks = strings.TrimSpace(os.Getenv(envVars["RequiredAcks"]))
-	c.Partitioner = strings.TrimSpace(os.Getenv(envVars["Partitioner"]))
-	c.TLSCAFile = strings.TrimSpace(os.Getenv(envVars["TLSCAFile"]))
-	c.TLSCertFile = strings.TrimSpace(os.Getenv(envVars["TLSCertFile"]))
-	c.TLSKeyFile = strings.TrimSpace(os.Getenv(envVars["TLSKeyFile"]))
-	c.TLSServerName = strings.TrimSpace(os.Getenv(envVars["TLSServerName"]))
-	c.SASLMechanism = strings.TrimSpace(os.Getenv(envVars["SASLMechanism"]))
-	c.SASLUser = os.Getenv(envVars["SASLUser"])
-	c.TransactionalID = strings.TrimSpace(os.Getenv(envVars["TransactionalID"]))
-	c.SASLPassword = Secret(os.Getenv(envVars["SASLPassword"]))
-	for _, f := range []struct {
-		field string
-		dst   *bool
-	}{
-		{"Idempotent", &c.Idempotent},
-		{"TLS", &c.TLS},
-		{"TLSInsecureSkipVerify", &c.TLSInsecureSkipVerify},
-	} {
-		if err := envBool(f.field, f.dst); err != nil {
-			return Config{}, err
-		}
-	}
-	ints := []struct {
-		field string
-		dst   *int
-	}{
-		{"MaxProducers", &c.MaxProducers},
-		{"ProducerBusyAt", &c.ProducerBusyAt},
-		{"MaxMessageBytes", &c.MaxMessageBytes},
-	}
-	for _, f := range ints {
-		if err := envInt(f.field, f.dst); err != nil {
-			return Config{}, err
-		}
-	}
-	durations := []struct {
-		field string
-		dst   *time.Duration
-	}{
-		{"ProvisionTimeout", &c.ProvisionTimeout},
-		{"ProvisionBackoffMax", &c.ProvisionBackoffMax},
-	}
-	for _, f := range durations {
-		if err := envDuration(f.field, f.dst); err != nil {
-			return Config{}, err
-		}
-	}
-	if err := c.Validate(); err != nil {
-		return Config{}, err
-	}
-	return c, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, part := range strings.Split(s, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			out = append(out, part)
-		}
-	}
-	return out
-}
-
-// envParse sets *dst from field's environment variable, if it is set, with
-// parse; want says what a valid value looks like.
-func envParse[T any](field string, dst *T, parse func(string) (T, error), want string) error {
-	s := strings.TrimSpace(os.Getenv(envVars[field]))
-	if s == "" {
-		return nil
-	}
-	v, err := parse(s)
-	if err != nil {
-		return configError(field, "%q is not %s", s, want)
-	}
-	*dst = v
-	return nil
-}
-
-func envInt(field string, dst *int) error {
-	return envParse(field, dst, strconv.Atoi, "an integer")
-}
-
-func envBool(field string, dst *bool) error {
-	return envParse(field, dst, strconv.ParseBool, "true or false")
-}
-
-func envDuration(field string, dst *time.Duration) error {
-	return envParse(field, dst, time.ParseDuration, `a duration such as "5s"`)
-}
-
-// Validate reports the first problem with c as a [*ConfigError], or nil.
-// Zero values are valid wherever a default exists; Brokers is required.
+// Validate reports the first problem with c as a [*ConfigError] naming the
+// field and its variable, or nil. Zero values are valid wherever a default
+// exists; Brokers is required. It reads the TLS files c names, and checks
+// the sarama configuration c makes with sarama's own
+// [sarama.Config.Validate], so that a Config it accepts never fails a send
+// for its settings.
 func (c Config) Validate() error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	sec, err := c.checkSecurity()
+	if err != nil {
+		return err
+	}
+	if sec.mechanism == SASLOAuthBearer {
+		sec.tokens = noTokens{} // New requires WithTokenProvider, which Validate cannot see
+	}
+	_, err = c.build(sec, nil)
+	return err
+}
+
+// check validates c's fields one by one and against each other, but for
+// TLS and SASL (checkSecurity's, run next). build then lets sarama check
+// the configuration they make.
+func (c Config) check() error {
 	if len(c.Brokers) == 0 {
 		return configError("Brokers", "at least one broker is required")
 	}
@@ -321,6 +286,9 @@ func (c Config) Validate() error {
 		{"MaxProducers", int64(c.MaxProducers)},
 		{"ProducerBusyAt", int64(c.ProducerBusyAt)},
 		{"MaxMessageBytes", int64(c.MaxMessageBytes)},
+		{"MaxBatchBytes", int64(c.MaxBatchBytes)},
+		{"MaxBufferedMessages", int64(c.MaxBufferedMessages)},
+		{"MaxBufferedBytes", int64(c.MaxBufferedBytes)},
 		{"ProvisionTimeout", int64(c.ProvisionTimeout)},
 		{"ProvisionBackoffMax", int64(c.ProvisionBackoffMax)},
 	}
@@ -337,15 +305,43 @@ func (c Config) Validate() error {
 		}
 		version = v
 	}
+	if !version.IsAtLeast(sarama.V1_0_0_0) && c.ClientID != "" && !validClientID.MatchString(c.ClientID) {
+		return configError("ClientID", "%q may hold only ASCII letters, digits, '.', '_' and '-' with a Version before 1.0.0 (Version is %s)", c.ClientID, version)
+	}
 	acks, err := parseAcks(c.RequiredAcks)
 	if err != nil {
 		return configError("RequiredAcks", "%v", err)
 	}
-	if _, err := c.checkSecurity(); err != nil {
-		return err
-	}
-	if _, err := partitionerFor(c.Partitioner); err != nil {
+	if _, err := partitionerFor(c.Partitioner, ""); err != nil {
 		return configError("Partitioner", "%v", err)
+	}
+	if _, err := partitionerFor("", c.KeyHash); err != nil {
+		return configError("KeyHash", "%v", err)
+	}
+	d := c.withDefaults()
+	for _, f := range []struct {
+		field string
+		v     int
+	}{{"MaxMessageBytes", d.MaxMessageBytes}, {"MaxBatchBytes", d.MaxBatchBytes}} {
+		if f.v > MaxRequestBytes {
+			return configError(f.field, "%d is above %d (MaxRequestBytes): sarama sends no request of 100 MiB or more", f.v, MaxRequestBytes)
+		}
+	}
+	if d.MaxBatchBytes < d.MaxMessageBytes {
+		return configError("MaxBatchBytes", "%d is below MaxMessageBytes (%d): a batch must hold the largest message", d.MaxBatchBytes, d.MaxMessageBytes)
+	}
+	if d.MaxBufferedBytes < d.MaxMessageBytes {
+		return configError("MaxBufferedBytes", "%d is below MaxMessageBytes (%d): the buffer must hold the largest message", d.MaxBufferedBytes, d.MaxMessageBytes)
+	}
+	codec, err := parseCompression(c.Compression)
+	if err != nil {
+		return configError("Compression", "%v", err)
+	}
+	if err := checkCodecVersion(codec, version); err != nil {
+		return configError("Compression", "%v", err)
+	}
+	if err := checkCodecLevel(codec, saramaLevel(c.CompressionLevel)); err != nil {
+		return configError("CompressionLevel", "%v", err)
 	}
 	// Idempotent producers, and the transactional ones leases get, need
 	// acks from all in-sync replicas and Kafka 0.11.
@@ -366,6 +362,10 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// validClientID is sarama's rule for client ids sent to brokers before
+// Kafka 1.0 (KIP-190), copied so the error can name the field.
+var validClientID = regexp.MustCompile(`\A[A-Za-z0-9._-]+\z`)
+
 func parseAcks(s string) (sarama.RequiredAcks, error) {
 	switch strings.ToLower(s) {
 	case "", "all", "-1":
@@ -378,17 +378,94 @@ func parseAcks(s string) (sarama.RequiredAcks, error) {
 	return 0, fmt.Errorf("%q is not one of all, leader, none", s)
 }
 
-func partitionerFor(name string) (sticky bool, err error) {
+// partitionerFor checks Config.Partitioner and Config.KeyHash and returns
+// sarama's partitioner that hashes keys as KeyHash says: FNV-1a (sarama's)
+// or murmur2 (Java's).
+func partitionerFor(name, keyHash string) (sarama.PartitionerConstructor, error) {
 	switch strings.ToLower(name) {
-	case "", "sticky":
-		return true, nil
-	case "hash":
-		return false, nil
+	case "", "sticky", "hash":
+	default:
+		return nil, fmt.Errorf("%q is not one of sticky, hash", name)
 	}
-	return false, fmt.Errorf("%q is not one of sticky, hash", name)
+	// The pool places records itself (partitioner.go); the sarama
+	// constructor stands for the key hash, and a WithSaramaConfig func that
+	// replaces it chooses partitions instead.
+	switch strings.ToLower(keyHash) {
+	case "", "fnv1a":
+		return sarama.NewHashPartitioner, nil
+	case "murmur2":
+		return sarama.NewMurmur2Partitioner, nil
+	}
+	return nil, fmt.Errorf("%q is not one of fnv1a, murmur2", keyHash)
 }
 
-// withDefaults returns c with every zero field set to its default.
+// parseCompression returns the sarama codec Config.Compression names.
+func parseCompression(s string) (sarama.CompressionCodec, error) {
+	switch strings.ToLower(s) {
+	case "", "none":
+		return sarama.CompressionNone, nil
+	case "gzip":
+		return sarama.CompressionGZIP, nil
+	case "snappy":
+		return sarama.CompressionSnappy, nil
+	case "lz4":
+		return sarama.CompressionLZ4, nil
+	case "zstd":
+		return sarama.CompressionZSTD, nil
+	}
+	return 0, fmt.Errorf("%q is not one of none, gzip, snappy, lz4, zstd", s)
+}
+
+// checkCodecVersion refuses a codec the Kafka version cannot carry, as
+// sarama's Validate does, and any codec before 0.11: the pool compresses
+// record batches, which older brokers do not take.
+func checkCodecVersion(codec sarama.CompressionCodec, v sarama.KafkaVersion) error {
+	switch {
+	case codec == sarama.CompressionLZ4 && !v.IsAtLeast(sarama.V0_10_0_0):
+		return fmt.Errorf("lz4 needs a Version of at least 0.10.0.0, not %s", v)
+	case codec == sarama.CompressionZSTD && !v.IsAtLeast(sarama.V2_1_0_0):
+		return fmt.Errorf("zstd needs a Version of at least 2.1.0, not %s", v)
+	case codec != sarama.CompressionNone && !v.IsAtLeast(sarama.V0_11_0_0):
+		return fmt.Errorf("compression needs a Version of at least 0.11.0.0 with fxkafka, not %s", v)
+	}
+	return nil
+}
+
+// saramaLevel is Config.CompressionLevel as sarama spells it.
+func saramaLevel(level int) int {
+	if level == 0 {
+		return sarama.CompressionLevelDefault
+	}
+	return level
+}
+
+// checkCodecLevel refuses a level (sarama's: CompressionLevelDefault for the
+// codec's default) the codec has not. sarama checks only gzip's, and ignores
+// a level for snappy and lz4: here that is an error rather than a setting
+// silently dropped.
+func checkCodecLevel(codec sarama.CompressionCodec, level int) error {
+	if level == sarama.CompressionLevelDefault {
+		return nil
+	}
+	switch codec {
+	case sarama.CompressionGZIP:
+		if level < 1 || level > 9 {
+			return fmt.Errorf("%d is not a gzip level (1 to 9; 0 for the default)", level)
+		}
+	case sarama.CompressionZSTD:
+		if level < 1 || level > 22 {
+			return fmt.Errorf("%d is not a zstd level (1 to 22; 0 for the default)", level)
+		}
+	case sarama.CompressionNone:
+		return fmt.Errorf("is %d, but Compression is none", level)
+	default:
+		return fmt.Errorf("is %d, but %s has no levels (0 for none)", level, codec)
+	}
+	return nil
+}
+
+// withDefaults returns c with every zero field set to its default and the
+// names of codecs, hashes and partitioners in lower case.
 func (c Config) withDefaults() Config {
 	if c.ClientID == "" {
 		c.ClientID = DefaultClientID
@@ -405,6 +482,27 @@ func (c Config) withDefaults() Config {
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = max(DefaultMaxBatchBytes, c.MaxMessageBytes)
+	}
+	if c.MaxBufferedMessages == 0 {
+		c.MaxBufferedMessages = DefaultMaxBufferedMessages
+	}
+	if c.MaxBufferedBytes == 0 {
+		c.MaxBufferedBytes = max(DefaultMaxBufferedBytes, c.MaxMessageBytes)
+	}
+	if c.Linger == 0 {
+		c.Linger = DefaultLinger
+	}
+	if c.Compression = strings.ToLower(c.Compression); c.Compression == "" {
+		c.Compression = DefaultCompression
+	}
+	if c.KeyHash = strings.ToLower(c.KeyHash); c.KeyHash == "" {
+		c.KeyHash = DefaultKeyHash
+	}
+	if c.Partitioner = strings.ToLower(c.Partitioner); c.Partitioner == "" {
+		c.Partitioner = "sticky"
+	}
 	if c.ProvisionTimeout == 0 {
 		c.ProvisionTimeout = DefaultProvisionTimeout
 	}
@@ -416,4 +514,57 @@ func (c Config) withDefaults() Config {
 		c.Brokers[i] = strings.TrimSpace(c.Brokers[i])
 	}
 	return c
+}
+
+// UnmarshalJSON decodes a Config as encoding/json does, except that a
+// duration (ProvisionTimeout, Linger, ...) may also be a string such as
+// "5s", as in YAML and the environment; a number is nanoseconds, as
+// encoding/json writes it. A duration string that does not parse is a
+// [*ConfigError] naming the field.
+func (c *Config) UnmarshalJSON(b []byte) error {
+	type plain Config // without this method
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil || fields == nil {
+		return json.Unmarshal(b, (*plain)(c)) // not an object (or null): encoding/json's answer
+	}
+	for key, raw := range fields {
+		field, ok := jsonDurationField(key)
+		if !ok || len(raw) == 0 || raw[0] != '"' {
+			continue
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return err
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return configError(field, "%q is not a duration such as \"5s\"", s)
+		}
+		fields[key] = json.RawMessage(strconv.FormatInt(int64(d), 10))
+	}
+	b, err := json.Marshal(fields)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, (*plain)(c))
+}
+
+// jsonDurationField returns the duration field a JSON key decodes into,
+// matching names without regard to case as encoding/json does.
+func jsonDurationField(key string) (string, bool) {
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if sf.Type != durationType {
+			continue
+		}
+		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+		if name == "" {
+			name = sf.Name
+		}
+		if strings.EqualFold(name, key) {
+			return sf.Name, true
+		}
+	}
+	return "", false
 }

@@ -166,7 +166,7 @@ func TestSaramasOwnTLSStaysOffBecauseTheDialerDoesIt(t *testing.T) {
 	cfg := Config{Brokers: []string{"127.0.0.1:1"}, TLS: true, TLSCAFile: pki.caFile}
 	p, err := New(cfg)
 	require.NoError(t, err)
-	sc := p.saramaConfig(newDialer(0, 0, p.sec.tls), "")
+	sc := p.saramaConfig(newDialer(0, 0, p.sec.tls))
 	assert.False(t, sc.Net.TLS.Enable)
 	assert.Nil(t, sc.Net.TLS.Config)
 	require.NotNil(t, p.sec.tls)

@@ -299,7 +299,7 @@ func TestOAuthBearerAndTheTokenProviderComeTogether(t *testing.T) {
 	require.NoError(t, cfg.Validate(), "Validate cannot see options: New checks the pairing")
 	p, err := New(cfg, WithTokenProvider(tokens))
 	require.NoError(t, err)
-	sc := p.saramaConfig(newDialer(0, 0, nil), "")
+	sc := p.saramaConfig(newDialer(0, 0, nil))
 	assert.Equal(t, sarama.SASLMechanism(sarama.SASLTypeOAuth), sc.Net.SASL.Mechanism)
 	assert.Same(t, tokens, sc.Net.SASL.TokenProvider)
 	assert.NoError(t, sc.Validate())

@@ -30,10 +30,11 @@ import (
 // its OnStop hook), which flushes and closes every producer it made.
 type ProducerPool struct {
 	cfg   Config
-	set   settings
 	sec   security
 	log   *zap.Logger
-	hooks hookSet // set by options in New, read-only after
+	hooks hookSet    // set by options in New, read-only after
+	base  saramaBase // the sarama config New builds once, and WithSaramaConfig's funcs
+	set   settings   // what the send path needs, derived once in New; read-only after
 
 	tokenProvider sarama.AccessTokenProvider // set by WithTokenProvider; New copies it into sec
 
@@ -80,12 +81,8 @@ type ProducerPool struct {
 // a [*ConfigError] if they are unusable; it never touches the network and
 // starts no goroutine. The first send provisions the first producer.
 func New(cfg Config, opts ...Option) (*ProducerPool, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &ProducerPool{
-		cfg:        cfg.withDefaults(),
 		log:        zap.NewNop(),
 		closing:    make(chan struct{}),
 		ctx:        ctx,
@@ -97,16 +94,11 @@ func New(cfg Config, opts ...Option) (*ProducerPool, error) {
 	for _, o := range opts {
 		o.apply(p)
 	}
+	if err := p.configure(cfg); err != nil {
+		cancel()
+		return nil, err
+	}
 	p.log = p.log.Named("fxkafka")
-	if err := p.initSecurity(); err != nil {
-		cancel()
-		return nil, err
-	}
-	var err error
-	if p.set, err = p.deriveSettings(); err != nil {
-		cancel()
-		return nil, err
-	}
 	if cfg.TLSInsecureSkipVerify {
 		p.log.Warn("TLS CERTIFICATE VERIFICATION IS OFF (TLSInsecureSkipVerify): any server can impersonate the brokers; use it for development only")
 	}

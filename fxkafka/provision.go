@@ -203,7 +203,7 @@ func backoff(n int, limit time.Duration) time.Duration {
 func (p *ProducerPool) newProducer(ctx context.Context, txnID string) (*producer, error) {
 	d := newDialer(dialTimeout, keepAlive, p.sec.tls)
 	stop := context.AfterFunc(ctx, d.abort)
-	conf := p.saramaConfig(d, txnID)
+	conf := p.saramaConfig(d)
 	client, err := sarama.NewClient(p.cfg.Brokers, conf)
 	l0 := &lane{pid: -1, epoch: -1}
 	if err == nil && (p.set.idempotent || txnID != "") {

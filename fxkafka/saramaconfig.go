@@ -1,6 +1,10 @@
 package fxkafka
 
 import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -22,24 +26,20 @@ const (
 	txnRetryPause    = 20 * time.Millisecond
 )
 
-// saramaConfig builds the sarama configuration of one producer. The package
-// doc explains each setting.
-func (p *ProducerPool) saramaConfig(d *dialer, txnID string) *sarama.Config {
-	c := p.cfg
-	sc := sarama.NewConfig()
-	sc.ClientID = c.ClientID
-	if c.Version != "" {
-		sc.Version, _ = sarama.ParseKafkaVersion(c.Version) // checked by Validate
-	}
-	sc.MetricRegistry = nopRegistry{}
-	p.sec.apply(c, sc)
+// saramaBase is the sarama configuration New builds once, and the
+// [WithSaramaConfig] funcs it runs while building it.
+type saramaBase struct {
+	funcs  []func(*sarama.Config) // from the options, in order
+	config *sarama.Config         // set by New; read-only after
+}
 
-	sc.Net.Proxy.Enable = true
+// saramaConfig returns the sarama configuration of one producer: a copy of
+// the one New built, with the producer's dialer, the retry pauses that
+// depend on it. A transactional lease's id is the pool's own to send (the
+// client needs none of it). The package doc explains each setting.
+func (p *ProducerPool) saramaConfig(d *dialer) *sarama.Config {
+	sc := *p.base.config // nothing in it is written after New: sharing its pointers is safe
 	sc.Net.Proxy.Dialer = d
-	sc.Net.DialTimeout = dialTimeout
-	sc.Net.ReadTimeout = readTimeout
-	sc.Net.WriteTimeout = writeTimeout
-	sc.Net.KeepAlive = keepAlive
 
 	// sarama's retry pauses are skipped while provisioning (the pool's own
 	// backoff paces attempts, and a caller may be waiting) and once the
@@ -52,21 +52,247 @@ func (p *ProducerPool) saramaConfig(d *dialer, txnID string) *sarama.Config {
 			return normal
 		}
 	}
-	sc.Metadata.Full = true
-	sc.Metadata.Retry.Max = metadataRetries
-	sc.Metadata.Retry.BackoffFunc = pause(metadataBackoff)
-	sc.Metadata.Timeout = c.ProvisionTimeout
+	sc.Metadata.Retry.BackoffFunc = pause(sc.Metadata.Retry.Backoff)
+	sc.Producer.Retry.BackoffFunc = pause(sc.Producer.Retry.Backoff)
+	return &sc
+}
 
-	sc.Producer.RequiredAcks, _ = parseAcks(c.RequiredAcks) // checked by Validate
-	sc.Producer.Timeout = brokerAckTimeout
+// makeTransactional turns sc into the config of a transactional lease.
+func makeTransactional(sc *sarama.Config, txnID string) {
+	sc.Producer.Transaction.ID = txnID
+	sc.Producer.Idempotent = true
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Net.MaxOpenRequests = 1
+}
+
+// validateSarama runs sarama's Validate on sc and, with a TransactionalID,
+// on the config of a transactional lease made from it: the configs
+// sarama.NewClient will be given.
+func validateSarama(sc *sarama.Config, transactionalID string) error {
+	if err := sc.Validate(); err != nil {
+		return err
+	}
+	if transactionalID == "" {
+		return nil
+	}
+	lease := *sc
+	makeTransactional(&lease, transactionalID+"-0")
+	return lease.Validate()
+}
+
+// saramaFromConfig is the sarama configuration c (with its defaults) makes,
+// before any WithSaramaConfig func: what c sets, and what the pool owns.
+func (c Config) saramaFromConfig(sec security) *sarama.Config {
+	sc := sarama.NewConfig()
+	sc.ClientID = c.ClientID
+	if c.Version != "" {
+		sc.Version, _ = sarama.ParseKafkaVersion(c.Version) // checked by check
+	}
+	sc.Producer.RequiredAcks, _ = parseAcks(c.RequiredAcks) // checked by check
 	sc.Producer.MaxMessageBytes = c.MaxMessageBytes
+	sc.Producer.Compression, _ = parseCompression(c.Compression) // checked by check
+	sc.Producer.CompressionLevel = saramaLevel(c.CompressionLevel)
+	sc.Producer.Flush.Frequency = max(c.Linger, 0)
+	sc.Producer.Partitioner, _ = partitionerFor(c.Partitioner, c.KeyHash) // checked by check
+	sc.Producer.Timeout = brokerAckTimeout
 	sc.Producer.Retry.Max = produceRetries
-	sc.Producer.Retry.BackoffFunc = pause(produceBackoff)
+	sc.Producer.Retry.Backoff = produceBackoff
+	sc.Metadata.Retry.Max = metadataRetries
+	sc.Metadata.Retry.Backoff = metadataBackoff
+	if c.Idempotent {
+		sc.Producer.Idempotent = true
+		sc.Producer.RequiredAcks = sarama.WaitForAll
+		sc.Net.MaxOpenRequests = 1
+	}
+	sec.apply(c, sc)
+
+	// The pool's own, which WithSaramaConfig may not change (ownedSettings).
+	sc.MetricRegistry = nopRegistry{}
+	sc.Net.Proxy.Enable = true
+	sc.Net.DialTimeout = dialTimeout
+	sc.Net.ReadTimeout = readTimeout
+	sc.Net.WriteTimeout = writeTimeout
+	sc.Net.KeepAlive = keepAlive
+	sc.Metadata.Full = true
+	sc.Metadata.Timeout = c.ProvisionTimeout
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
-	// The pool builds and sends the batches itself (idempotence and
-	// transactions included); sarama's producer settings do not apply, and
-	// Net.MaxOpenRequests is the requests in flight per connection.
-	sc.Net.MaxOpenRequests = maxOpenRequests
 	return sc
+}
+
+// saramaSetting is one sarama setting a WithSaramaConfig func must leave as
+// it found it, and why.
+type saramaSetting struct {
+	name string
+	get  func(*sarama.Config) any
+	why  string
+}
+
+// ownedSettings are the sarama settings the pool owns: its guarantees rest
+// on them. The package doc lists them; keep the two in step.
+var ownedSettings = []saramaSetting{
+	{"Net.Proxy.Enable", func(c *sarama.Config) any { return c.Net.Proxy.Enable }, dialerOwns},
+	{"Net.Proxy.Dialer", func(c *sarama.Config) any { return c.Net.Proxy.Dialer }, dialerOwns},
+	{"Net.DialTimeout", func(c *sarama.Config) any { return c.Net.DialTimeout }, dialerOwns},
+	{"Net.KeepAlive", func(c *sarama.Config) any { return c.Net.KeepAlive }, dialerOwns},
+	{"Net.LocalAddr", func(c *sarama.Config) any { return c.Net.LocalAddr }, dialerOwns},
+	{"Net.TLS.Enable", func(c *sarama.Config) any { return c.Net.TLS.Enable }, tlsOwns},
+	{"Net.TLS.Config", func(c *sarama.Config) any { return c.Net.TLS.Config }, tlsOwns},
+	{"Net.ReadTimeout", func(c *sarama.Config) any { return c.Net.ReadTimeout }, "it bounds how long a broker that never answers holds a request"},
+	{"Net.WriteTimeout", func(c *sarama.Config) any { return c.Net.WriteTimeout }, "it bounds how long a broker that never reads holds a request"},
+	{"Metadata.Full", func(c *sarama.Config) any { return c.Metadata.Full }, "provisioning fetches the cluster's metadata as the proof that a broker answers"},
+	{"Metadata.Timeout", func(c *sarama.Config) any { return c.Metadata.Timeout }, "it is Config.ProvisionTimeout"},
+	{"Metadata.Retry.BackoffFunc", func(c *sarama.Config) any { return c.Metadata.Retry.BackoffFunc }, pausesOwn + "; set Metadata.Retry.Backoff"},
+	{"Producer.Retry.BackoffFunc", func(c *sarama.Config) any { return c.Producer.Retry.BackoffFunc }, pausesOwn + "; set Producer.Retry.Backoff"},
+	{"Producer.Transaction.Retry.BackoffFunc", func(c *sarama.Config) any { return c.Producer.Transaction.Retry.BackoffFunc }, pausesOwn},
+	{"Producer.Transaction.ID", func(c *sarama.Config) any { return c.Producer.Transaction.ID }, "it is Config.TransactionalID and the lease's slot"},
+	{"Producer.Return.Successes", func(c *sarama.Config) any { return c.Producer.Return.Successes }, "the pool waits for every message's result"},
+	{"Producer.Return.Errors", func(c *sarama.Config) any { return c.Producer.Return.Errors }, "the pool waits for every message's result"},
+	{"MetricRegistry", func(c *sarama.Config) any { return c.MetricRegistry }, "go-metrics starts a goroutine that never exits; the pool reports Stats instead"},
+}
+
+const (
+	dialerOwns = "the pool's dialer makes every connection: it aborts those a hung broker holds, and dials with its own timeout"
+	tlsOwns    = "the pool's dialer does TLS, from Config's TLS fields"
+	pausesOwn  = "the pool skips sarama's retry pauses while provisioning and when it abandons a producer"
+)
+
+// unhonouredSettings are sarama producer settings the pool's send path does
+// not use: changing one would do nothing, so it is refused instead.
+var unhonouredSettings = []saramaSetting{
+	{"Producer.Flush.Bytes", func(c *sarama.Config) any { return c.Producer.Flush.Bytes }, batchesOwn},
+	{"Producer.Flush.Messages", func(c *sarama.Config) any { return c.Producer.Flush.Messages }, batchesOwn},
+	{"Producer.Flush.MaxMessages", func(c *sarama.Config) any { return c.Producer.Flush.MaxMessages }, batchesOwn},
+	{"Producer.Retry.MaxBufferLength", func(c *sarama.Config) any { return c.Producer.Retry.MaxBufferLength }, buffersOwn},
+	{"Producer.Retry.MaxBufferBytes", func(c *sarama.Config) any { return c.Producer.Retry.MaxBufferBytes }, buffersOwn},
+	{"Producer.Interceptors", func(c *sarama.Config) any { return c.Producer.Interceptors }, "the pool calls no sarama interceptor; observe sends with WithHook"},
+	{"Producer.Transaction.Timeout", func(c *sarama.Config) any { return c.Producer.Transaction.Timeout }, "the pool's leases do not use it"},
+	{"Producer.Transaction.Retry.Max", func(c *sarama.Config) any { return c.Producer.Transaction.Retry.Max }, "the pool's leases do not use it"},
+	{"Producer.Transaction.Retry.Backoff", func(c *sarama.Config) any { return c.Producer.Transaction.Retry.Backoff }, "the pool's leases do not use it"},
+	{"ChannelBufferSize", func(c *sarama.Config) any { return c.ChannelBufferSize }, "the pool's send path has no sarama channels"},
+}
+
+const (
+	batchesOwn = "the pool builds batches by Config.Linger (Producer.Flush.Frequency) and Config.MaxBatchBytes"
+	buffersOwn = "the pool bounds what it holds with Config.MaxBufferedMessages and MaxBufferedBytes"
+)
+
+// tune runs the WithSaramaConfig funcs on sc, built from Config, and refuses
+// what they did that the pool cannot honour: a change to a setting it owns
+// or does not use, or a config sarama's Validate or the pool's own checks
+// refuse. It reports whether a func replaced Producer.Partitioner.
+func tune(sc *sarama.Config, funcs []func(*sarama.Config), d Config) (customPartitioner bool, err error) {
+	guarded := append(append([]saramaSetting(nil), ownedSettings...), unhonouredSettings...)
+	before := make([]any, len(guarded))
+	for i, s := range guarded {
+		before[i] = s.get(sc)
+	}
+	partitioner := sc.Producer.Partitioner
+	for _, f := range funcs {
+		f(sc)
+	}
+	for i, s := range guarded {
+		if !sameSetting(before[i], s.get(sc)) {
+			verb := "owns"
+			if i >= len(ownedSettings) {
+				verb = "does not use"
+			}
+			return false, hatchError("changes %s, which the pool %s: %s", s.name, verb, s.why)
+		}
+	}
+	if err := validateSarama(sc, d.TransactionalID); err != nil {
+		return false, hatchError("sarama refuses the result: %w", err)
+	}
+	if name, err := checkPoolLimits(sc, d.MaxBatchBytes, d.MaxBufferedBytes); err != nil {
+		return false, hatchError("%s: %w", name, err)
+	}
+	return !sameSetting(partitioner, sc.Producer.Partitioner), nil
+}
+
+func hatchError(format string, args ...any) *ConfigError {
+	return &ConfigError{Field: "WithSaramaConfig", Err: fmt.Errorf(format, args...)}
+}
+
+// checkPoolLimits checks what sarama's Validate does not and the send path
+// needs, on settings a WithSaramaConfig func may change. It names the sarama
+// setting at fault.
+func checkPoolLimits(sc *sarama.Config, maxBatchBytes, maxBufferedBytes int) (string, error) {
+	switch mb := sc.Producer.MaxMessageBytes; {
+	case mb > MaxRequestBytes:
+		return "Producer.MaxMessageBytes", fmt.Errorf("%d is above %d (MaxRequestBytes)", mb, MaxRequestBytes)
+	case mb > maxBatchBytes:
+		return "Producer.MaxMessageBytes", fmt.Errorf("%d is above Config.MaxBatchBytes (%d): a batch must hold the largest message", mb, maxBatchBytes)
+	case mb > maxBufferedBytes:
+		return "Producer.MaxMessageBytes", fmt.Errorf("%d is above Config.MaxBufferedBytes (%d)", mb, maxBufferedBytes)
+	}
+	if sc.Net.SASL.Enable && sc.Net.SASL.Version != sarama.SASLHandshakeV1 {
+		return "Net.SASL.Version", fmt.Errorf("is %d: SASL v0 sends raw tokens, and the pool's dialer refuses what is not framed as Kafka's protocol; keep SASLHandshakeV1", sc.Net.SASL.Version)
+	}
+	if sc.Producer.Timeout >= readTimeout {
+		return "Producer.Timeout", fmt.Errorf("%v is not below the pool's Net.ReadTimeout (%v): the broker's answer would come after the pool stopped waiting", sc.Producer.Timeout, readTimeout)
+	}
+	if c := sc.Producer.Compression; c < sarama.CompressionNone || c > sarama.CompressionZSTD {
+		// Checked first: sarama's CompressionCodec.String panics on it.
+		return "Producer.Compression", fmt.Errorf("%d is not a codec sarama knows", int(c))
+	}
+	if err := checkCodecLevel(sc.Producer.Compression, sc.Producer.CompressionLevel); err != nil {
+		return "Producer.CompressionLevel", err
+	}
+	return "", nil
+}
+
+// sameSetting reports whether a sarama setting kept its value: funcs by
+// their code (a func literal made again compares equal, a different one
+// does not), comparable values with ==, others deeply.
+func sameSetting(a, b any) bool {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	if !va.IsValid() || !vb.IsValid() {
+		return va.IsValid() == vb.IsValid()
+	}
+	if va.Type() != vb.Type() {
+		return false
+	}
+	if va.Kind() == reflect.Func {
+		return va.Pointer() == vb.Pointer()
+	}
+	if va.Comparable() && vb.Comparable() {
+		return va.Equal(vb)
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+// saramaFields maps sarama's complaints about the configuration Config made
+// to the Config field that made it: a backstop behind check, which refuses
+// each of them first with a clearer message. The first match wins.
+var saramaFields = []struct{ says, field string }{
+	{"ClientID", "ClientID"},
+	{"does not work with level", "CompressionLevel"},
+	{"compression", "Compression"},
+	{"Idempotent producer requires Version", "Version"},
+	{"Idempotent producer requires Producer.RequiredAcks", "RequiredAcks"},
+	{"Transactional", "TransactionalID"},
+	{"Idempotent", "Idempotent"},
+	{"SASL", "SASLMechanism"},
+	{"AccessTokenProvider", "SASLMechanism"},
+	{"SCRAMClientGeneratorFunc", "SASLMechanism"},
+	{"MaxMessageBytes", "MaxMessageBytes"},
+	{"RequiredAcks", "RequiredAcks"},
+	{"Flush.Frequency", "Linger"},
+	{"Metadata.Timeout", "ProvisionTimeout"},
+}
+
+// saramaConfigError turns sarama's Validate error on the configuration
+// Config made into a *ConfigError naming the field responsible.
+func saramaConfigError(err error) *ConfigError {
+	var ce sarama.ConfigurationError
+	msg := err.Error()
+	if errors.As(err, &ce) {
+		msg = string(ce)
+	}
+	for _, m := range saramaFields {
+		if strings.Contains(msg, m.says) {
+			return configError(m.field, "sarama refuses it: %s", msg)
+		}
+	}
+	return &ConfigError{Field: "Config", Err: fmt.Errorf("sarama refuses the configuration it makes: %w", err)}
 }

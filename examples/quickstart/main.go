@@ -19,7 +19,8 @@
 //
 // Flags: -addr (default 127.0.0.1:8080), -demo N (send N requests to itself,
 // one a second, and print the answers; default 8, 0 to disable), -exit (stop
-// after the demo).
+// after the demo), -v (log at debug level too: Fx's wiring events, the
+// pool's provisioning).
 package main
 
 import (
@@ -41,6 +42,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"go.fxkafka.dev/fxkafka"
 )
@@ -58,9 +60,14 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
 	demo := flag.Int("demo", 8, "requests the service sends itself, one a second (0: none)")
 	exit := flag.Bool("exit", false, "stop after the demo requests")
+	verbose := flag.Bool("v", false, "also log at debug level: Fx's wiring events and the pool's provisioning")
 	flag.Parse()
 
-	log, err := zap.NewDevelopment(zap.AddStacktrace(zap.ErrorLevel))
+	zc := zap.NewDevelopmentConfig()
+	if !*verbose {
+		zc.Level = zap.NewAtomicLevelAt(zap.InfoLevel)
+	}
+	log, err := zc.Build(zap.AddStacktrace(zap.ErrorLevel))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -90,7 +97,7 @@ func Options(s Settings, log *zap.Logger) fx.Option {
 	opts := []fx.Option{
 		fxkafka.Module,
 		fx.Supply(log, s),
-		fx.WithLogger(func() fxevent.Logger { return &fxevent.ZapLogger{Logger: log.Named("fx")} }),
+		fx.WithLogger(func() fxevent.Logger { return fxLogger(log) }),
 		fx.Provide(NewHandler, newServer),
 		fx.Invoke(func(*http.Server) {}),
 	}
@@ -101,6 +108,15 @@ func Options(s Settings, log *zap.Logger) fx.Option {
 		opts = append(opts, fx.Provide(newLateBroker), fx.Decorate(useLateBroker), fx.Invoke(func(*lateBroker) {}))
 	}
 	return fx.Options(opts...)
+}
+
+// fxLogger logs Fx's events (each constructor provided, each hook run) at
+// debug level, so that the service's own lines are what a newcomer sees;
+// -v shows them. Fx's errors stay at error level.
+func fxLogger(log *zap.Logger) fxevent.Logger {
+	l := &fxevent.ZapLogger{Logger: log.Named("fx")}
+	l.UseLogLevel(zapcore.DebugLevel)
+	return l
 }
 
 // Handler publishes request bodies. It depends on the fxkafka.Producer
