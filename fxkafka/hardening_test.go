@@ -23,32 +23,65 @@ import (
 // held is a kind of request a kfake cluster holds until release: the
 // broker neither answers nor fails it meanwhile.
 type held struct {
-	seen    chan struct{} // one value per request held (buffered; extra ones dropped)
-	release func()        // answer the held requests and every later one normally
+	seen chan struct{} // one value per request held (buffered; extra ones dropped)
+
+	mu       sync.Mutex // protects following
+	released chan struct{}
+	isDone   bool
+	sleeping []chan struct{} // closed when a held request's control returns
+}
+
+// release lets the held requests (and every later one) through, and waits
+// until kfake has resumed each: kfake deadlocks if Close races a sleeping
+// control's wake-up, so the cluster must not close before that.
+func (h *held) release() {
+	h.mu.Lock()
+	if !h.isDone {
+		h.isDone = true
+		close(h.released)
+	}
+	sleeping := h.sleeping
+	h.mu.Unlock()
+	for _, done := range sleeping {
+		<-done
+	}
+}
+
+// sleep holds the request kfake's current control handles until release.
+// It reports false, holding nothing, once release has run.
+func (h *held) sleep(c *kfake.Cluster) bool {
+	h.mu.Lock()
+	if h.isDone {
+		h.mu.Unlock()
+		return false
+	}
+	done := make(chan struct{})
+	h.sleeping = append(h.sleeping, done)
+	h.mu.Unlock()
+	defer close(done)
+	select {
+	case h.seen <- struct{}{}:
+	default:
+	}
+	c.SleepControl(func() { <-h.released })
+	return true
+}
+
+func newHeld(t *testing.T) *held {
+	h := &held{seen: make(chan struct{}, 64), released: make(chan struct{})}
+	t.Cleanup(h.release) // registered after the cluster's Close: runs before it
+	return h
 }
 
 // holdRequests makes c hold every request of key until release is called.
-// The release is also registered as a cleanup, which runs before the
-// cluster's own Close (cleanups run last-in, first-out).
 func holdRequests(t *testing.T, c *kfake.Cluster, key kmsg.Key) *held {
 	t.Helper()
-	released := make(chan struct{})
-	var once sync.Once
-	h := &held{seen: make(chan struct{}, 64), release: func() { once.Do(func() { close(released) }) }}
-	t.Cleanup(h.release)
+	h := newHeld(t)
 	c.ControlKey(int16(key), func(kmsg.Request) (kmsg.Response, error, bool) {
-		select {
-		case <-released:
-			c.DropControl()
-			return nil, nil, false
-		default:
-		}
 		c.KeepControl()
-		select {
-		case h.seen <- struct{}{}:
-		default:
+		if !h.sleep(c) {
+			c.DropControl()
 		}
-		c.SleepControl(func() { <-released })
 		return nil, nil, false
 	})
 	return h
@@ -484,7 +517,8 @@ func TestOneBrokerOfThreeGoingDownDoesNotRetireTheProducer(t *testing.T) {
 	})
 	s := p.Stats()
 	assert.Zero(t, s.ProducersRetired, "one broker down is no broken producer")
-	assert.EqualValues(t, 1, s.ProvisionAttempts)
+	assert.Zero(t, s.ProvisionFailures)
+	t.Logf("%d producers made (more than one when the load saturated a connection)", s.ProvisionAttempts)
 }
 
 func TestCloseRacingCommitTxnEndsInSuccessOrErrPoolClosed(t *testing.T) {

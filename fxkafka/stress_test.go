@@ -158,6 +158,10 @@ func TestStress(t *testing.T) {
 	require.NoError(t, <-closed, "Close twice, at once")
 	wg.Wait()
 	promises.Wait()
+	// A Produce after Close still runs its promise, on a goroutine of its
+	// own, and frees its buffer space after the promise returns: Flush
+	// waits for that.
+	require.NoError(t, p.Flush(context.Background()))
 
 	assert.Equal(t, produced.Load(), promised.Load(), "every promise ran")
 	assert.Zero(t, promisedTwice.Load(), "no promise ran twice")
