@@ -383,6 +383,21 @@ func TestFiftyLeasesDuringAnOutageMakeOneProvisioningAttempt(t *testing.T) {
 	})
 }
 
+func TestALeaseWaitsForOneAttemptAndReportsItsFailure(t *testing.T) {
+	checkLeaks(t)
+	cfg := testConfig(freeAddr(t))
+	cfg.ProvisionBackoffMax = time.Nanosecond // no pause: only the Lease's own logic stops a second attempt
+	p := newTestPool(t, cfg)
+	for i := range 30 {
+		_, err := p.Lease(context.Background())
+		require.ErrorIs(t, err, ErrUnavailable)
+		require.ErrorIs(t, err, sarama.ErrOutOfBrokers)
+		// The attempt's end also tells waiting Leases a slot freed up; a
+		// Lease woken by that must still see its attempt failed.
+		require.EqualValues(t, i+1, p.Stats().ProvisionAttempts, "Lease %d made one attempt", i)
+	}
+}
+
 // forgetMissingTopics makes every producer look up again the topics it
 // found missing, as it does once missingTopicTTL has passed.
 func forgetMissingTopics(p *ProducerPool) {

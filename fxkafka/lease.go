@@ -93,14 +93,23 @@ func (p *ProducerPool) Lease(ctx context.Context) (*Lease, error) {
 		}
 		select {
 		case <-done:
-			if a.err != nil && !errors.Is(a.err, ErrPoolClosed) {
-				return nil, forOp("lease", unavailable(a.err))
-			}
 		case <-freed:
 		case <-ctx.Done():
 			return nil, forOp("lease", unavailable(ctx.Err()))
 		case <-p.closing:
 			return nil, forOp("lease", closedErr)
+		}
+		// The attempt's end also broadcasts freed: whichever woke us, a
+		// failed attempt is this Lease's answer, not a reason to start
+		// another (which, past a short backoff, would loop).
+		if a != nil {
+			select {
+			case <-a.done:
+				if a.err != nil && !errors.Is(a.err, ErrPoolClosed) {
+					return nil, forOp("lease", unavailable(a.err))
+				}
+			default:
+			}
 		}
 	}
 }

@@ -147,9 +147,10 @@ func (p *ProducerPool) finishAttempt(sl *slot, a *attempt, pr *producer, err err
 		}
 		p.log.Debug("producer provisioned", zap.Int("producer", pr.id), zap.Bool("lease", sl.lease))
 	}
-	p.broadcastLeaseLocked()
 	a.err = err
 	close(a.done)
+	// After done: a Lease the broadcast wakes sees how its attempt ended.
+	p.broadcastLeaseLocked()
 	p.mu.Unlock()
 
 	if pr != nil && err != nil {
