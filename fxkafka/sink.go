@@ -372,10 +372,7 @@ func (s *sink) send(batches []*batch) {
 			req.AddSet(b.ps.topic.name, b.ps.id, b.messageSet(pr))
 		}
 	}
-	s.mu.Lock()
-	broker := s.broker
-	s.mu.Unlock()
-	_ = broker.Open(pr.conf) // a closed connection reopens; an open one says so
+	broker := s.openBroker()
 	if set.acks == sarama.NoResponse {
 		err := broker.AsyncProduce(req, nil)
 		s.done(batches, nil, err, false)
@@ -387,6 +384,28 @@ func (s *sink) send(batches []*batch) {
 	})
 	if err != nil {
 		s.done(batches, nil, err, false)
+	}
+}
+
+// openBroker returns the sink's broker, opened (a closed connection
+// reopens; an open one says so). sinkFor may meanwhile replace the broker
+// and close the old one: an old one reopened after that close would be
+// closed by no one, its connection and receiving goroutine left for good.
+// So a broker found replaced after opening it is closed again, and the
+// current one taken.
+func (s *sink) openBroker() *sarama.Broker {
+	for {
+		s.mu.Lock()
+		b := s.broker
+		s.mu.Unlock()
+		_ = b.Open(s.pr.conf)
+		s.mu.Lock()
+		current := s.broker == b
+		s.mu.Unlock()
+		if current {
+			return b
+		}
+		_ = b.Close()
 	}
 }
 
