@@ -15,14 +15,10 @@ import (
 	"go.uber.org/goleak"
 )
 
-// leakOptions are the goroutines a test may leave behind on purpose.
-var leakOptions = []goleak.Option{
-	// sarama's per-topic and per-partition circuit breakers (go-resiliency)
-	// start a timer goroutine when they open and nothing stops it: it
-	// outlives the producer by up to the breaker's 10s timeout. It holds no
-	// connection and no pool state.
-	goleak.IgnoreAnyFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer"),
-}
+// leakOptions are the goroutines a test may leave behind on purpose: none.
+// (sarama's circuit-breaker timer was one while the pool used sarama's
+// AsyncProducer; the pool's own send path starts no breaker.)
+var leakOptions []goleak.Option
 
 // checkLeaks registers a goleak check that runs after every cleanup the
 // test registers later (cleanups run last-in, first-out). Tests that call it

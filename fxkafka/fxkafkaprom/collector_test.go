@@ -19,12 +19,10 @@ import (
 	"go.fxkafka.dev/fxkafka/fxkafkatest"
 )
 
-var ignoreBreaker = goleak.IgnoreAnyFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer")
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, ignoreBreaker) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestModuleExportsThePoolsStats(t *testing.T) {
-	t.Cleanup(func() { goleak.VerifyNone(t, ignoreBreaker) })
+	t.Cleanup(func() { goleak.VerifyNone(t) })
 	broker := fxkafkatest.NewBroker(t, "orders")
 	reg := prometheus.NewPedanticRegistry()
 
