@@ -613,3 +613,35 @@ func TestABrokerRefusingOneRecordFailsOnlyThatRecord(t *testing.T) {
 		}
 	}
 }
+
+// TestAPartitionWhoseLeaderMovesWhileListedIsHandedToItsNewSink drives two
+// sinks by hand: a partition listed on its old leader's sink moves to a new
+// one, whose markReady skips it as listed; the old sink must hand it over
+// when it finds it no longer leads it. Before, its records waited for a
+// send that might never come (the chaos suite's Close during leadership
+// moves then ran out its context).
+func TestAPartitionWhoseLeaderMovesWhileListedIsHandedToItsNewSink(t *testing.T) {
+	checkLeaks(t)
+	p := newTestPool(t, testConfig(freeAddr(t)))
+	pr := &producer{pool: p, set: &p.set, stop: make(chan struct{}), idle: make(chan struct{})}
+	pr.nlanes.Store(1)
+	ps := &partState{topic: &topicState{name: topic}, id: 0}
+	oldSink := &sink{pr: pr, wake: make(chan struct{}, 1)}
+	newSink := &sink{pr: pr, wake: make(chan struct{}, 1)}
+
+	ps.mu.Lock()
+	ps.sink = oldSink
+	ps.laneLocked(0).pending = []*record{{}} // a record waits to be sent
+	ps.mu.Unlock()
+	oldSink.markReady(ps)
+
+	ps.mu.Lock()
+	ps.sink = newSink // the refresher found the new leader
+	ps.mu.Unlock()
+	newSink.markReady(ps) // listed on the old sink still: skipped
+
+	oldSink.run()
+	newSink.mu.Lock()
+	defer newSink.mu.Unlock()
+	assert.Contains(t, newSink.ready, ps, "the new leader's sink will send its records")
+}

@@ -295,8 +295,16 @@ func (s *sink) run() (wakeAt time.Time) {
 		for _, ps := range parts {
 			ps.mu.Lock()
 			if ps.sink != s {
+				// It moved to another leader while listed here, and
+				// that sink skipped it as listed: hand it over, or
+				// its records wait for a send that may never come.
 				ps.inReady = false
+				moved := ps.sink
+				work := moved != nil && ps.hasWorkLocked()
 				ps.mu.Unlock()
+				if work {
+					moved.markReady(ps)
+				}
 				continue
 			}
 			b, more, at := ps.cutLocked(pr, now)
