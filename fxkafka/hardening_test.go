@@ -151,10 +151,16 @@ func TestCloseRacingAProvisioningThatJustSucceededLeavesNoGoroutine(t *testing.T
 			})
 
 			t.Run("close as the broker answers the attempt's last request", func(t *testing.T) {
-				for range 8 {
+				for range 20 {
 					cfg := testConfig(c.ListenAddrs()...)
 					tt.cfg(&cfg)
-					p, err := New(cfg)
+					// A hook hears an attempt the Close turned into a
+					// failure as one: a success names its producer.
+					p, err := New(cfg, WithHook(provisionHook(func(info ProvisionInfo) {
+						if info.Err == nil {
+							assert.Positive(t, info.Producer, "a successful attempt made a producer")
+						}
+					})))
 					require.NoError(t, err)
 					closed := make(chan error, 1)
 					var once sync.Once

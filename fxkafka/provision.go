@@ -107,14 +107,15 @@ func (p *ProducerPool) provision(sl *slot, a *attempt) {
 		txnID = fmt.Sprintf("%s-%d", p.cfg.TransactionalID, sl.txn)
 	}
 	pr, err := p.newProducer(ctx, txnID)
-	p.finishAttempt(sl, a, pr, err)
+	err = p.finishAttempt(sl, a, pr, err)
 	p.hookProvision(pr, sl.lease, time.Since(start), err)
 }
 
 // finishAttempt is the one place an attempt ends: the slot becomes a
 // producer (or is freed), the backoff and LastProvisionError follow the
-// outcome, and the outage and recovery are logged once each.
-func (p *ProducerPool) finishAttempt(sl *slot, a *attempt, pr *producer, err error) {
+// outcome, and the outage and recovery are logged once each. It returns
+// the attempt's outcome: ErrPoolClosed for a producer made as Close began.
+func (p *ProducerPool) finishAttempt(sl *slot, a *attempt, pr *producer, err error) error {
 	p.mu.Lock()
 	p.attempt = nil
 	if err == nil && p.closed.Load() {
@@ -156,6 +157,7 @@ func (p *ProducerPool) finishAttempt(sl *slot, a *attempt, pr *producer, err err
 	if pr != nil && err != nil {
 		pr.shutdown() // the pool closed while it was being made
 	}
+	return err
 }
 
 // publishSharedLocked replaces the routing snapshot from the slot table.
