@@ -6,6 +6,7 @@ package fxkafka
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -336,6 +337,12 @@ func TestConfigThatCanNeverWorkFromTheEnvironmentIsRefusedAtNew(t *testing.T) {
 	}
 }
 
+// failingEncoder is a key or value whose encoding fails.
+type failingEncoder struct{}
+
+func (failingEncoder) Encode() ([]byte, error) { return nil, errors.New("cannot encode") }
+func (failingEncoder) Length() int             { return 1 }
+
 func TestOneCallersBadMessageNeverFailsAnother(t *testing.T) {
 	checkLeaks(t)
 	c := startBroker(t, "", topic)
@@ -355,11 +362,13 @@ func TestOneCallersBadMessageNeverFailsAnother(t *testing.T) {
 		at(time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)),
 		at(time.Date(2262, 4, 12, 0, 0, 0, 0, time.UTC)),
 		at(time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)),
+		{Topic: topic, Value: failingEncoder{}},
+		{Topic: topic, Key: failingEncoder{}, Value: sarama.StringEncoder("bad key")},
 	}
 	// Nothing is sent for a bad message: not even a provisioning attempt.
 	for _, m := range bad {
 		_, _, err := p.SendMessage(context.Background(), m)
-		require.ErrorIs(t, err, ErrInvalidMessage, "%v", m.Timestamp)
+		require.ErrorIs(t, err, ErrInvalidMessage, "%v %v", m.Timestamp, m.Value)
 	}
 	assert.Zero(t, p.Stats().ProvisionAttempts)
 
