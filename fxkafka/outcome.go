@@ -42,7 +42,11 @@ func (f *finisher) run(pr *producer) {
 	if f.broken != nil {
 		pr.broken(f.broken)
 	}
+	aborted := pr.aborted.Load()
 	for i, r := range f.recs {
+		if f.errs[i] != nil && aborted {
+			pr.pool.abandoned.Add(1) // Close (or a retirement) gave up on it
+		}
 		if f.errs[i] != nil && pr.txn != nil {
 			pr.txnFailed(f.errs[i])
 		}

@@ -69,6 +69,7 @@ type ProducerPool struct {
 	sent              atomic.Int64
 	waitCount         atomic.Int64
 	waitDuration      atomic.Int64
+	abandoned         atomic.Int64 // messages failed after their producer was aborted
 	provisionAttempts atomic.Int64
 	provisionFailures atomic.Int64
 	failedUnavailable atomic.Int64
@@ -230,18 +231,20 @@ func (p *ProducerPool) Close(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	gaveUp := false
+	// Given up: a message failed because a producer was aborted. (A
+	// producer's load is no measure of it: the load drops just after the
+	// last answer's senders are told, so an idle pool could seem busy.)
+	abandoned := p.abandoned.Load()
 	p.mu.Lock()
 	for sl := range p.slots {
 		if sl.pr != nil {
-			gaveUp = gaveUp || sl.pr.load.Load() > 0
 			sl.pr.abort()
 		}
 	}
 	p.mu.Unlock()
 	p.buf.wakeAll()
 	<-p.allDone
-	if gaveUp {
+	if p.abandoned.Load() > abandoned {
 		return fmt.Errorf("fxkafka: close: gave up on messages still in flight: %w", ctx.Err())
 	}
 	return nil
