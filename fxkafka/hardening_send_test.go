@@ -654,3 +654,53 @@ func TestAPartitionWhoseLeaderMovesWhileListedIsHandedToItsNewSink(t *testing.T)
 	defer newSink.mu.Unlock()
 	assert.Contains(t, newSink.ready, ps, "the new leader's sink will send its records")
 }
+
+func TestAProducerRetiredAsBrokenDoesNotSendAgainWhatItHadInFlight(t *testing.T) {
+	checkLeaks(t)
+	c := startBroker(t, "", topic)
+	p := newTestPool(t, testConfig(c.ListenAddrs()...))
+	_, _, err := p.SendMessage(context.Background(), keyed("before"))
+	require.NoError(t, err)
+
+	// The next produce request is held, then answered
+	// NOT_LEADER_FOR_PARTITION: a batch the producer would send again.
+	h := newHeld(t)
+	var armed atomic.Bool
+	armed.Store(true)
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if !armed.CompareAndSwap(true, false) {
+			return nil, nil, false
+		}
+		h.sleep(c)
+		return refuseProduce(req, batchesOf(t, req), func(batchOf) (int16, []int32) {
+			return kerr.NotLeaderForPartition.Code, nil
+		}), nil, true
+	})
+	// One goroutine's stream, ordered per partition (one key).
+	outcome := func(ch chan error) func(*sarama.ProducerMessage, error) {
+		return func(_ *sarama.ProducerMessage, err error) { ch <- err }
+	}
+	inFlight, after := make(chan error, 1), make(chan error, 1)
+	p.Produce(context.Background(), keyed("in flight"), outcome(inFlight))
+	<-h.seen
+
+	// Meanwhile the producer is found broken: a fresh one takes what comes next.
+	old := p.allProducers()
+	require.Len(t, old, 1)
+	old[0].broken(errors.New("test: broken"))
+	p.Produce(context.Background(), keyed("after"), outcome(after))
+	require.NoError(t, <-after)
+	h.release()
+
+	err = <-inFlight
+	require.ErrorIs(t, err, ErrUnavailable, "not written, and never written later: after \"after\" it would be out of order")
+	require.NoError(t, p.Flush(context.Background()))
+	require.NoError(t, p.Close(context.Background()))
+	var stored []string
+	for _, r := range readBack(t, c, topic) {
+		stored = append(stored, r.Value)
+	}
+	assert.Equal(t, []string{"before", "after"}, stored)
+	assert.EqualValues(t, 2, p.Stats().ProvisionAttempts)
+}

@@ -114,9 +114,12 @@ func (pr *producer) settle(b *batch, block *sarama.ProduceResponseBlock, reqErr 
 }
 
 // retryLocked schedules b to be sent again after a pause, or fails it once
-// its retries are spent (or Close gave up waiting).
+// its retries are spent, Close gave up waiting, or the producer was retired
+// as broken: its replacement already sends what came after b, so b sent
+// again now would be stored after later records of its partition.
 func (pr *producer) retryLocked(lp *lanePart, b *batch, cause error, fin *finisher) {
-	if b.attempts > pr.set.retries || pr.aborted.Load() {
+	replaced := pr.retired.Load() && !pr.pool.closed.Load()
+	if b.attempts > pr.set.retries || pr.aborted.Load() || replaced {
 		if pr.aborted.Load() && !b.maybeWritten {
 			cause = errGaveUp
 		}
