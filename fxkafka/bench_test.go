@@ -101,10 +101,12 @@ func BenchmarkSendProducers(b *testing.B) {
 						require.NoError(b, err)
 						defer p.Close(context.Background())
 						ctx := context.Background()
-						benchkit.RunSenders(b, senders, func() error {
+						send := func() error {
 							_, _, err := p.SendMessage(ctx, benchkit.Message())
 							return err
-						})
+						}
+						benchkit.WarmUp(b, senders, send)
+						benchkit.RunSenders(b, senders, send)
 						b.ReportMetric(float64(p.Stats().Producers), "producers")
 					})
 				}

@@ -84,7 +84,10 @@ type Producer struct {
 
 // Send runs every implementation at every round-trip time and sender count,
 // against a cluster that start makes once per round-trip time, as
-// Broker=broker/RTT=<rtt>/Impl=<name>/Senders=<n>.
+// Broker=broker/RTT=<rtt>/Impl=<name>/Senders=<n>. Each case makes one
+// client, warms it up ([WarmUp]) and keeps it for every run go test makes
+// of the case, so that the run that counts measures a client in its steady
+// state; it is closed when the case is over.
 func Send(b *testing.B, broker string, start StartFunc, rtts []time.Duration, senders []int, impls ...SendImpl) {
 	b.Run("Broker="+broker, func(b *testing.B) {
 		for _, rtt := range rtts {
@@ -93,9 +96,21 @@ func Send(b *testing.B, broker string, start StartFunc, rtts []time.Duration, se
 				for _, impl := range impls {
 					b.Run("Impl="+impl.Name, func(b *testing.B) {
 						for _, n := range senders {
-							b.Run(fmt.Sprintf("Senders=%d", n), func(b *testing.B) {
-								RunSenders(b, n, impl.New(b, tgt))
+							var (
+								k    *keeper
+								send func() error
+							)
+							b.Run(fmt.Sprintf("Senders=%d", n), func(cb *testing.B) {
+								if k == nil { // the first run: one client for every run of the case
+									k = keep(cb, b)
+									send = impl.New(k, tgt)
+									WarmUp(cb, n, send)
+								}
+								RunSenders(cb, n, send)
 							})
+							if k != nil {
+								k.finish()
+							}
 						}
 					})
 				}
@@ -106,16 +121,29 @@ func Send(b *testing.B, broker string, start StartFunc, rtts []time.Duration, se
 
 // Produce runs every implementation at every round-trip time, against a
 // cluster that start makes once per round-trip time, as
-// Broker=broker/RTT=<rtt>/Impl=<name>.
+// Broker=broker/RTT=<rtt>/Impl=<name>, each with one client for every run of
+// the case, as [Send] does, warmed up by [WarmUpProducer].
 func Produce(b *testing.B, broker string, start StartFunc, rtts []time.Duration, impls ...ProduceImpl) {
 	b.Run("Broker="+broker, func(b *testing.B) {
 		for _, rtt := range rtts {
 			b.Run(rttName(rtt), func(b *testing.B) {
 				tgt := start(b, rtt)
 				for _, impl := range impls {
-					b.Run("Impl="+impl.Name, func(b *testing.B) {
-						RunProducer(b, impl.New(b, tgt))
+					var (
+						k *keeper
+						p Producer
+					)
+					b.Run("Impl="+impl.Name, func(cb *testing.B) {
+						if k == nil { // the first run: one client for every run of the case
+							k = keep(cb, b)
+							p = impl.New(k, tgt)
+							WarmUpProducer(cb, p)
+						}
+						RunProducer(cb, p)
 					})
+					if k != nil {
+						k.finish()
+					}
 				}
 			})
 		}
@@ -125,27 +153,16 @@ func Produce(b *testing.B, broker string, start StartFunc, rtts []time.Duration,
 func rttName(rtt time.Duration) string { return fmt.Sprintf("RTT=%dms", rtt.Milliseconds()) }
 
 // RunSenders runs b.N sends spread over senders goroutines, each waiting for
-// its send before the next, after one untimed send per sender (connections
-// and metadata are then in place). It reports msgs/s, the p50 and p99 of one
-// send's latency in milliseconds, and the allocations per send of the whole
-// process (the client's, and an in-process broker's). A failed send fails
-// the benchmark.
+// its send before the next. It reports msgs/s, the p50 and p99 of one send's
+// latency in milliseconds, and the allocations per send of the whole process
+// (the client's, and an in-process broker's). A failed send fails the
+// benchmark. Warm the client up first ([WarmUp]).
 func RunSenders(b *testing.B, senders int, send func() error) {
 	b.Helper()
-	var failed Failures
-	var wg sync.WaitGroup
-	for range senders {
-		wg.Go(func() {
-			if err := send(); err != nil {
-				failed.Add(err)
-			}
-		})
-	}
-	wg.Wait()
-	if err := failed.Take(senders); err != nil {
-		b.Fatalf("warm-up: %v", err)
-	}
-
+	var (
+		failed Failures
+		wg     sync.WaitGroup
+	)
 	lat := make([]time.Duration, b.N)
 	var next atomic.Int64
 	b.ReportAllocs()
@@ -177,16 +194,12 @@ func RunSenders(b *testing.B, senders int, send func() error) {
 	b.ReportMetric(Percentile(lat, 99).Seconds()*1000, "p99-ms")
 }
 
-// RunProducer produces b.N messages from one goroutine and then flushes,
-// after an untimed produce and flush of one message. It reports msgs/s and
-// the peak of the heap during the run ([PeakHeap]) in MiB, and fails the
-// benchmark if a message failed.
+// RunProducer produces b.N messages from one goroutine and then flushes.
+// It reports msgs/s and the peak of the heap during the run ([PeakHeap]) in
+// MiB, and fails the benchmark if a message failed. Warm the client up
+// first ([WarmUpProducer]).
 func RunProducer(b *testing.B, p Producer) {
 	b.Helper()
-	p.Produce()
-	if err := p.Flush(); err != nil {
-		b.Fatalf("warm-up: %v", err)
-	}
 	peak := PeakHeap()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -203,6 +216,53 @@ func RunProducer(b *testing.B, p Producer) {
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(heap)/(1<<20), "peak-heap-MiB")
+}
+
+// The warm-up: long enough for every client to have opened its connections
+// to every broker, fetched what it needs and settled its batching, whatever
+// its partitioner.
+const (
+	warmUpFor      = 50 * time.Millisecond
+	warmUpSenders  = 16   // at least, for a client with fewer senders
+	warmUpEach     = 2    // sends per warm-up sender, at least
+	warmUpMessages = 2000 // messages of an asynchronous warm-up
+)
+
+// WarmUp sends from max(senders, 16) goroutines until 50ms have passed and
+// each has sent twice, and fails tb if a send fails.
+func WarmUp(tb testing.TB, senders int, send func() error) {
+	tb.Helper()
+	var (
+		failed   Failures
+		wg       sync.WaitGroup
+		deadline = time.Now().Add(warmUpFor)
+	)
+	for range max(senders, warmUpSenders) {
+		wg.Go(func() {
+			for i := 0; i < warmUpEach || time.Now().Before(deadline); i++ {
+				if err := send(); err != nil {
+					failed.Add(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Take(0); err != nil {
+		tb.Fatalf("warm-up: %v", err)
+	}
+}
+
+// WarmUpProducer produces 2,000 messages and flushes, and fails tb if one
+// fails.
+func WarmUpProducer(tb testing.TB, p Producer) {
+	tb.Helper()
+	for range warmUpMessages {
+		p.Produce()
+	}
+	if err := p.Flush(); err != nil {
+		tb.Fatalf("warm-up: %v", err)
+	}
 }
 
 // Percentile returns the p-th percentile (0 < p <= 100) of xs, by the

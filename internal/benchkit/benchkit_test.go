@@ -1,6 +1,9 @@
 package benchkit
 
 import (
+	"flag"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,4 +68,34 @@ func TestPeakHeapSeesAnAllocationMadeWhileSampling(t *testing.T) {
 	peak := stop()
 	assert.GreaterOrEqual(t, peak, uint64(len(big)))
 	assert.Equal(t, byte(1), big[len(big)-1])
+}
+
+func TestSendMakesOneClientPerCaseAndClosesItWhenTheCaseIsOver(t *testing.T) {
+	restore := flag.Lookup("test.benchtime").Value.String()
+	require.NoError(t, flag.Set("test.benchtime", "20ms"))
+	defer flag.Set("test.benchtime", restore)
+
+	var (
+		mu     sync.Mutex
+		events []string
+		sends  atomic.Int64
+	)
+	record := func(e string) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, e)
+	}
+	impl := SendImpl{Name: "counting", New: func(tb testing.TB, _ Target) func() error {
+		record("new")
+		tb.Cleanup(func() { record("close") })
+		return func() error { sends.Add(1); return nil }
+	}}
+	start := func(testing.TB, time.Duration) Target { return Target{} }
+	res := testing.Benchmark(func(b *testing.B) {
+		Send(b, "none", start, []time.Duration{0}, []int{1, 4}, impl)
+	})
+	assert.Equal(t, []string{"new", "close", "new", "close"}, events,
+		"one client per case, kept over go test's runs of it, closed before the next case")
+	assert.Greater(t, sends.Load(), int64(2*2*warmUpSenders), "warm-up and runs")
+	assert.Positive(t, res.N)
 }
