@@ -64,12 +64,11 @@ func ExampleWithLatency() {
 	t := newExampleTB()
 	defer t.finish()
 
-	const rtt = 5 * time.Millisecond
 	broker := fxkafkatest.NewCluster(t,
-		fxkafkatest.WithTopics("orders"),
-		fxkafkatest.WithBrokers(3),
-		fxkafkatest.WithPartitions(6),
-		fxkafkatest.WithLatency(rtt),
+		fxkafkatest.WithTopics("orders"),            // created up front; others on first use
+		fxkafkatest.WithBrokers(3),                  // default 1; partition p led by broker p mod 3
+		fxkafkatest.WithPartitions(6),               // default 3, for every topic
+		fxkafkatest.WithLatency(5*time.Millisecond), // default 0
 	)
 	pool, err := fxkafka.New(broker.Config())
 	if err != nil {
@@ -82,7 +81,7 @@ func ExampleWithLatency() {
 	start := time.Now()
 	_, _, err = pool.SendMessage(ctx, &sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder("slow")})
 	fmt.Println("sent:", err == nil)
-	fmt.Println("took a round trip or more:", time.Since(start) >= rtt)
+	fmt.Println("took a round trip or more:", time.Since(start) >= 5*time.Millisecond)
 	// Output:
 	// sent: true
 	// took a round trip or more: true

@@ -43,13 +43,15 @@ func Mock(tb testing.TB, rtt time.Duration) benchkit.Target {
 		tb.Fatalf("rdkafka: start the mock cluster: %v", err)
 	}
 	tb.Cleanup(mc.Close)
-	if err := mc.CreateTopic(benchkit.Topic, benchkit.Partitions, 1); err != nil {
-		tb.Fatalf("rdkafka: create %s: %v", benchkit.Topic, err)
-	}
+	// The round trip before the topic: set after CreateTopic, the call
+	// often waits a second for the mock cluster's thread (measured: 7 of 40).
 	if rtt > 0 {
 		if err := mc.SetRoundtripDuration(-1, rtt); err != nil {
 			tb.Fatalf("rdkafka: set the round trip to %v: %v", rtt, err)
 		}
+	}
+	if err := mc.CreateTopic(benchkit.Topic, benchkit.Partitions, 1); err != nil {
+		tb.Fatalf("rdkafka: create %s: %v", benchkit.Topic, err)
 	}
 	return benchkit.Target{
 		Addrs:   strings.Split(mc.BootstrapServers(), ","),
