@@ -61,6 +61,7 @@ type producer struct {
 	nlanes  atomic.Int32       // len(lanes), read without mu
 
 	saturatedAt atomic.Int64 // unix nanoseconds: a sink had every request slot in flight and more to send
+	pipe        pipeGauge    // whether requests pipeline on a connection
 
 	mu        sync.Mutex // protects following
 	sinks     map[int32]*sink
@@ -87,10 +88,34 @@ type topicState struct {
 	at     time.Time     // when err was set: a missing topic is looked up again later
 	parts  []*partState
 	sticky atomic.Int32 // the partition keyless records go to now
+	stuck  atomic.Int64 // bytes sent to it since it became sticky
 
 	pmu  sync.Mutex // guards part, the user's partitioner (WithSaramaConfig)
 	part sarama.Partitioner
 }
+
+// unstick moves the topic's keyless records on from partition id, which a
+// batch of bytes just left: at once when requests pipeline (so that with
+// several batches in flight keyless records spread over the partitions
+// instead of queueing on one, as Kafka's Java client does, KIP-480), else
+// once stickyBytes have gone there (so that they fill large batches, as
+// franz-go's default partitioner does).
+func (ts *topicState) unstick(id int32, bytes int, piped bool) {
+	n := int32(len(ts.parts))
+	if n < 2 || ts.sticky.Load() != id {
+		return
+	}
+	if !piped && ts.stuck.Add(int64(bytes)) < stickyBytes {
+		return
+	}
+	ts.stuck.Store(0)
+	next := (id + 1 + rand.Int32N(n-1)) % n
+	ts.sticky.CompareAndSwap(id, next)
+}
+
+// stickyBytes is how much of keyless records one partition takes in a row
+// when requests do not pipeline.
+const stickyBytes = 64 << 10
 
 // missingTopicTTL is how long a producer remembers that a topic does not
 // exist: sends to it fail at once meanwhile, and a caller looping on a typo
@@ -712,6 +737,9 @@ func (pr *producer) failAll(cause error) {
 func (pr *producer) busy() bool {
 	if pr.load.Load() >= int64(pr.pool.cfg.ProducerBusyAt) {
 		return true
+	}
+	if !pr.pipe.pipelining() {
+		return false // another connection would split batches, not save a wait
 	}
 	at := pr.saturatedAt.Load()
 	return at != 0 && time.Since(time.Unix(0, at)) < saturationWindow

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -56,10 +57,14 @@ func (ps *partState) laneLocked(i int) *lanePart {
 	return ps.lanes[i]
 }
 
-// pickLaneLocked chooses the lane an unordered record joins: one whose
-// records leave next (nothing in flight), else an idle one, else a new lane
-// if the producer may open one, else the one with the least waiting.
+// pickLaneLocked chooses the lane an unordered record joins. When requests
+// do not pipeline that is lane 0. Else it is one whose records leave next
+// (nothing in flight), else an idle one, else a new lane if the producer
+// may open one, else the one with the least waiting.
 func (ps *partState) pickLaneLocked(pr *producer) int {
+	if !pr.pipe.pipelining() {
+		return 0 // one batch at a time: records wait for it and batch up
+	}
 	best, bestBytes := 0, math.MaxInt
 	for i, lp := range ps.lanes {
 		if lp == nil {
@@ -196,6 +201,7 @@ func (lp *lanePart) cut(pr *producer, ps *partState, lane int) *batch {
 		b.seq = lp.seq
 		lp.seq = addSeq(lp.seq, len(b.recs))
 	}
+	ps.topic.unstick(ps.id, b.bytes, pr.pipe.pipelining())
 	return b
 }
 
@@ -278,10 +284,14 @@ func (s *sink) run() (wakeAt time.Time) {
 			_ = b.Close() // the next send opens it again
 			s.mu.Lock()
 		}
-		if s.inflight >= pr.set.maxInFlight && len(s.ready) > 0 {
+		limit := pr.set.maxInFlight
+		if !pr.pipe.pipelining() {
+			limit = 1
+		}
+		if s.inflight >= limit && len(s.ready) > 0 {
 			pr.saturatedAt.Store(time.Now().UnixNano())
 		}
-		if s.inflight >= pr.set.maxInFlight || len(s.ready) == 0 || s.reconnect {
+		if s.inflight >= limit || len(s.ready) == 0 || s.reconnect {
 			s.mu.Unlock()
 			return wakeAt
 		}
@@ -381,10 +391,18 @@ func (s *sink) send(batches []*batch) {
 		s.done(batches, nil, err, false)
 		return
 	}
+	start := time.Now()
+	var cost atomic.Int64 // written after AsyncProduce returns, read by the callback
 	err := broker.AsyncProduce(req, func(resp *sarama.ProduceResponse, err error) {
 		// On the broker's receiving goroutine: never call the broker here.
+		if err == nil {
+			if c := cost.Load(); c > 0 {
+				pr.pipe.observe(time.Since(start), time.Duration(c))
+			}
+		}
 		s.done(batches, resp, err, true)
 	})
+	cost.Store(int64(time.Since(start)))
 	if err != nil {
 		s.done(batches, nil, err, false)
 	}
