@@ -8,23 +8,20 @@ import (
 	"github.com/IBM/sarama"
 )
 
-// finisher collects the records a response settled, so that their callers,
-// hooks and promises hear of it after the partition's lock is released.
+// finisher collects the records a response settled, their outcome set on
+// them, so that their callers, hooks and promises hear of it after the
+// partition's lock is released.
 type finisher struct {
-	recs   []*record
-	offs   []int64
-	errs   []error
-	ns     []int
+	groups [][]*record  // the records of whole batches
+	single []*record    // and records one by one
 	ready  []*partState // partitions with something to send again
 	lost   bool         // some partition lost its leader
 	broken error        // the producer must be replaced, for this cause
 }
 
 func (f *finisher) add(r *record, off int64, err error, n int) {
-	f.recs = append(f.recs, r)
-	f.offs = append(f.offs, off)
-	f.errs = append(f.errs, err)
-	f.ns = append(f.ns, n)
+	r.offset, r.err, r.batchN = off, err, n
+	f.single = append(f.single, r)
 }
 
 func (f *finisher) run(pr *producer) {
@@ -42,13 +39,25 @@ func (f *finisher) run(pr *producer) {
 	if f.broken != nil {
 		pr.broken(f.broken)
 	}
-	for i, r := range f.recs {
-		if f.errs[i] != nil && pr.txn != nil {
-			pr.txnFailed(f.errs[i])
+	n := 0
+	finish := func(recs []*record) {
+		if pr.txn != nil {
+			for _, r := range recs {
+				if r.err != nil {
+					pr.txnFailed(r.err)
+				}
+			}
 		}
-		pr.pool.complete(r, f.offs[i], f.errs[i], f.ns[i])
+		pr.pool.completeAll(recs)
+		n += len(recs)
 	}
-	if n := len(f.recs); n > 0 {
+	for _, g := range f.groups {
+		finish(g)
+	}
+	if len(f.single) > 0 {
+		finish(f.single)
+	}
+	if n > 0 {
 		pr.unload(int64(n))
 	}
 }
@@ -63,6 +72,7 @@ func (pr *producer) settle(b *batch, block *sarama.ProduceResponseBlock, reqErr 
 	defer ps.mu.Unlock()
 	lp := ps.lanes[b.lane]
 	lp.inflight = nil
+	ps.flying.Add(-1)
 
 	if reqErr != nil {
 		if sent {
@@ -75,13 +85,14 @@ func (pr *producer) settle(b *batch, block *sarama.ProduceResponseBlock, reqErr 
 	}
 	if block.Err == sarama.ErrNoError || block.Err == sarama.ErrDuplicateSequenceNumber {
 		// A duplicate is a retry of a batch the broker had stored.
+		n := len(b.recs)
 		for i, r := range b.recs {
-			off := int64(-1)
+			r.offset, r.err, r.batchN = -1, nil, n
 			if block.Offset >= 0 {
-				off = block.Offset + int64(i)
+				r.offset = block.Offset + int64(i)
 			}
-			fin.add(r, off, nil, len(b.recs))
 		}
+		fin.groups = append(fin.groups, b.recs)
 		if lp.retry != nil || len(lp.pending) > 0 {
 			fin.ready = append(fin.ready, ps)
 		}

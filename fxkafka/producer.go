@@ -60,7 +60,7 @@ type producer struct {
 	wg      sync.WaitGroup     // the producer's goroutines
 	nlanes  atomic.Int32       // len(lanes), read without mu
 
-	saturatedAt atomic.Int64 // unix nanoseconds: a sink had every request slot in flight and more to send
+	saturated atomic.Bool // a sink has every request slot in flight and more to send
 	pipe        pipeGauge    // whether requests pipeline on a connection
 
 	mu        sync.Mutex // protects following
@@ -109,7 +109,16 @@ func (ts *topicState) unstick(id int32, bytes int, piped bool) {
 		return
 	}
 	ts.stuck.Store(0)
-	next := (id + 1 + rand.Int32N(n-1)) % n
+	// The next partition with nothing in flight, from a random start, so
+	// that the records leave at once; else a random one.
+	start := id + 1 + rand.Int32N(n-1)
+	next := start % n
+	for i := range n - 1 {
+		if q := (start + i) % n; q != id && ts.parts[q].flying.Load() == 0 {
+			next = q
+			break
+		}
+	}
 	ts.sticky.CompareAndSwap(id, next)
 }
 
@@ -477,7 +486,10 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 	if laneIdx < 0 && len(recs) > 1 {
 		laneIdx = pr.laneFor(recs[0].ps)
 	}
-	now := time.Now()
+	var now time.Time
+	if pr.set.linger > 0 {
+		now = time.Now() // only linger needs it
+	}
 	for _, r := range recs {
 		r.enqueued = now
 		r.prodID = pr.id
@@ -730,8 +742,8 @@ func (pr *producer) failAll(cause error) {
 	})
 }
 
-// busy reports whether the producer is saturated: some connection had
-// every request slot in flight with records still waiting, lately. That is
+// busy reports whether the producer is saturated: a connection has every
+// request slot in flight with records still waiting. That is
 // queueing the pool can measure, and the signal to add a producer; so is a
 // load at Config.ProducerBusyAt.
 func (pr *producer) busy() bool {
@@ -741,12 +753,8 @@ func (pr *producer) busy() bool {
 	if !pr.pipe.pipelining() {
 		return false // another connection would split batches, not save a wait
 	}
-	at := pr.saturatedAt.Load()
-	return at != 0 && time.Since(time.Unix(0, at)) < saturationWindow
+	return pr.saturated.Load()
 }
-
-// saturationWindow is how long a saturated connection counts as such.
-const saturationWindow = 100 * time.Millisecond
 
 func (pr *producer) isBroken() bool {
 	pr.mu.Lock()

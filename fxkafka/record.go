@@ -2,7 +2,6 @@ package fxkafka
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math"
 	"sync"
@@ -34,6 +33,7 @@ type record struct {
 	state atomic.Int32
 	call  *call
 	own   call        // the call of a single-message send
+	one   [1]*record  // the record itself, as the slice a single-message send dispatches
 	told  atomic.Bool // the outcome reached the counters and hooks
 
 	// The outcome, written before call learns of it.
@@ -44,7 +44,7 @@ type record struct {
 
 	hook     *hookRecord // non-nil only when send hooks are registered
 	buffered bool        // holds Produce buffer space
-	epoch    uint64      // Produce's flush epoch
+	epoch    *flushEpoch // Produce's flush epoch
 }
 
 // Record states.
@@ -217,14 +217,20 @@ func (p *ProducerPool) recordSize(r *sarama.Record, deltaBytes int) int {
 	return varintLen(int64(body)) + body
 }
 
+// varintLen is the length of v as a zig-zag varint.
 func varintLen(v int64) int {
-	var b [binary.MaxVarintLen64]byte
-	return binary.PutVarint(b[:], v)
+	u := uint64(v<<1) ^ uint64(v>>63)
+	n := 1
+	for u >= 0x80 {
+		u >>= 7
+		n++
+	}
+	return n
 }
 
 func varbytesLen(b []byte) int {
 	if b == nil {
-		return varintLen(-1)
+		return 1 // -1
 	}
 	return varintLen(int64(len(b))) + len(b)
 }
@@ -238,4 +244,10 @@ func invalid(why string) error {
 // record was still queued, in which case it is never sent.
 func (r *record) withdraw() bool {
 	return r.state.CompareAndSwap(stQueued, stWithdrawn)
+}
+
+// self is r as a one-record slice, without an allocation.
+func (r *record) self() []*record {
+	r.one[0] = r
+	return r.one[:]
 }

@@ -84,10 +84,17 @@ func (p *ProducerPool) accept(ctx context.Context, msg *sarama.ProducerMessage) 
 // once: the first of the caller (giving up) and the producer (the broker's
 // answer) to get there.
 func (p *ProducerPool) tell(r *record, err error) {
-	if !r.told.CompareAndSwap(false, true) {
-		return
+	if p.told(r, err) {
+		p.inFlight.Add(-1)
 	}
-	p.inFlight.Add(-1)
+}
+
+// told is tell without the InFlight count, which its caller keeps; it
+// reports whether it told.
+func (p *ProducerPool) told(r *record, err error) bool {
+	if !r.told.CompareAndSwap(false, true) {
+		return false
+	}
 	if err != nil {
 		p.count(err)
 	}
@@ -99,23 +106,44 @@ func (p *ProducerPool) tell(r *record, err error) {
 		}
 		p.hookEnd(r.hook, part, off, n, r.prodID, err)
 	}
+	return true
 }
 
-// complete is the producer's report of r's outcome.
-func (p *ProducerPool) complete(r *record, offset int64, err error, batchN int) {
-	r.offset, r.err, r.batchN = offset, err, batchN
-	if err == nil {
-		p.sent.Add(1)
+// completeAll is the producer's report of the outcomes of recs, set on
+// them: it tells their callers (or queues their promises) and the
+// counters, once per batch where it can.
+func (p *ProducerPool) completeAll(recs []*record) {
+	var ok, told int64
+	promised := 0
+	for _, r := range recs {
+		if r.err == nil {
+			ok++
+		}
+		if p.told(r, r.err) {
+			told++
+		}
+		if r.own.promise != nil {
+			promised++
+		}
 	}
-	p.tell(r, err)
-	r.state.Store(stDone)
-	if r.own.promise != nil {
-		p.promises.push(r)
+	p.sent.Add(ok)
+	p.inFlight.Add(-told)
+	if promised == len(recs) {
+		for _, r := range recs {
+			r.state.Store(stDone)
+		}
+		p.promises.pushAll(recs)
 		return
 	}
-	c := r.call
-	if c.pending.Add(-1) == 0 {
-		c.done <- struct{}{}
+	for _, r := range recs {
+		r.state.Store(stDone)
+		if r.own.promise != nil {
+			p.promises.push(r)
+			continue
+		}
+		if c := r.call; c.pending.Add(-1) == 0 {
+			c.done <- struct{}{}
+		}
 	}
 }
 
@@ -168,7 +196,7 @@ func (p *ProducerPool) sendOne(ctx context.Context, msg *sarama.ProducerMessage,
 	}
 	c.pending.Store(1)
 	r.call = c
-	if err := p.dispatch(ctx, []*record{r}, -1, l); err != nil {
+	if err := p.dispatch(ctx, r.self(), -1, l); err != nil {
 		p.tell(r, err)
 		r.release()
 		return -1, -1, err

@@ -19,6 +19,8 @@ type partState struct {
 	sink    *sink       // its leader's sink; nil while the leader is unknown
 	lanes   []*lanePart // by lane index
 	inReady bool        // listed in sink.ready
+
+	flying atomic.Int32 // batches in flight, read without mu to place keyless records
 }
 
 // lanePart is one lane's share of a partition: the records waiting, the
@@ -139,6 +141,7 @@ func (ps *partState) cutLocked(pr *producer, now time.Time) (b *batch, more bool
 			default:
 				b, lp.retry = lp.retry, nil
 				lp.inflight = b
+				ps.flying.Add(1)
 			}
 			continue
 		}
@@ -160,6 +163,7 @@ func (ps *partState) cutLocked(pr *producer, now time.Time) (b *batch, more bool
 			continue // every record was withdrawn
 		}
 		lp.inflight = b
+		ps.flying.Add(1)
 	}
 	return b, more, wakeAt
 }
@@ -185,11 +189,10 @@ func (lp *lanePart) cut(pr *producer, ps *partState, lane int) *batch {
 		b.recs = append(b.recs, r)
 		b.bytes += r.size
 	}
-	clear(lp.pending[:n])
-	lp.pending = lp.pending[n:]
-	if len(lp.pending) == 0 {
-		lp.pending = nil
-	}
+	// Keep the slice's room for the next records: move the rest down.
+	rest := copy(lp.pending, lp.pending[n:])
+	clear(lp.pending[rest:])
+	lp.pending = lp.pending[:rest]
 	lp.splitLimit = 0
 	if len(dropped) > 0 {
 		pr.dropWithdrawn(dropped)
@@ -288,8 +291,8 @@ func (s *sink) run() (wakeAt time.Time) {
 		if !pr.pipe.pipelining() {
 			limit = 1
 		}
-		if s.inflight >= limit && len(s.ready) > 0 {
-			pr.saturatedAt.Store(time.Now().UnixNano())
+		if full := s.inflight >= limit && len(s.ready) > 0; full != pr.saturated.Load() {
+			pr.saturated.Store(full)
 		}
 		if s.inflight >= limit || len(s.ready) == 0 || s.reconnect {
 			s.mu.Unlock()
