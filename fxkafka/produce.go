@@ -258,6 +258,11 @@ func (f *flushTracker) wait(ctx context.Context, e *flushEpoch) error {
 	for ep := e; ep != nil; ep = ep.prev.Load() {
 		select {
 		case <-ep.done:
+			continue // done wins over a context that ended too
+		default:
+		}
+		select {
+		case <-ep.done:
 		case <-ctx.Done():
 			return fmt.Errorf("fxkafka: flush: %w", ctx.Err())
 		}

@@ -61,7 +61,7 @@ type producer struct {
 	nlanes  atomic.Int32       // len(lanes), read without mu
 
 	saturated atomic.Bool // a sink has every request slot in flight and more to send
-	pipe        pipeGauge    // whether requests pipeline on a connection
+	pipe      pipeGauge   // whether requests pipeline on a connection
 
 	mu        sync.Mutex // protects following
 	sinks     map[int32]*sink
