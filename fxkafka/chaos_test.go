@@ -397,7 +397,13 @@ func TestPoolRecoversFromAFullBrokerRestart(t *testing.T) {
 			results := l.end()
 			t.Logf("every send of a %d-sender burst succeeded %v after the broker came back; %d producers replaced",
 				chaosSenders, recovery.Round(time.Millisecond), p.Stats().ProducersRetired)
-			assert.Positive(t, p.Stats().ProducersRetired, "broken producers were replaced")
+			if idempotent {
+				// The new broker knows none of the producer ids: those
+				// producers are finished and must have been replaced. A
+				// plain producer may live through the outage (its sinks
+				// reconnect) or be replaced, as the outage's length has it.
+				assert.Positive(t, p.Stats().ProducersRetired, "producers whose ids the broker lost were replaced")
+			}
 			assert.Less(t, recovery, 3*time.Second)
 			for v, err := range results {
 				if err != nil {
