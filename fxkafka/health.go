@@ -66,5 +66,6 @@ func (p *ProducerPool) retireBroken(pr *producer, cause error) {
 	p.nRetired++
 	p.mu.Unlock()
 	p.log.Warn("producer broken, replacing it", zap.Int("producer", pr.id), zap.Error(cause))
+	p.retired(pr, cause)
 	pr.retire()
 }

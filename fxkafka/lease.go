@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
@@ -21,6 +22,10 @@ var (
 	// (Config.TransactionalID is empty). Nothing was sent.
 	ErrNoTransaction = errors.New("fxkafka: no transaction")
 )
+
+// errLeaseBroken is the cause reported to OnRetire hooks for a leased
+// producer replaced on Release: it broke, or its transaction state is unknown.
+var errLeaseBroken = errors.New("fxkafka: leased producer broken or in an unknown transaction state")
 
 // Lease is one producer of the pool held by one caller until
 // [Lease.Release]: no other send uses it meanwhile. With
@@ -104,6 +109,7 @@ func (p *ProducerPool) freeSlotLocked() int {
 // pool) and puts it in the idle set, waking the callers waiting in Lease.
 func (p *ProducerPool) provisionLease(a *attempt, slot int) {
 	defer p.wg.Done()
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.ProvisionTimeout)
 	defer cancel()
 	txnID := ""
@@ -137,6 +143,7 @@ func (p *ProducerPool) provisionLease(a *attempt, slot int) {
 	if pr != nil && closed {
 		pr.retire()
 	}
+	p.provisioned(pr, true, start, err)
 }
 
 // broadcastLeaseLocked wakes every caller waiting in Lease.
@@ -277,6 +284,7 @@ func (l *Lease) Release() {
 		p.broadcastLeaseLocked() // a slot is free for a new producer
 		p.mu.Unlock()
 		p.log.Warn("leased producer broken, replacing it", zap.Int("producer", pr.id))
+		p.retired(pr, errLeaseBroken)
 		pr.retire()
 		return
 	}

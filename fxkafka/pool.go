@@ -206,7 +206,11 @@ func (p *ProducerPool) Close(ctx context.Context) error {
 	if first {
 		p.log.Debug("closing producer pool", zap.Int("producers", len(open)), zap.Int("leased", len(leased)))
 		for _, pr := range open {
+			p.retired(pr, ErrPoolClosed)
 			pr.retire()
+		}
+		for _, pr := range leased {
+			p.retired(pr, ErrPoolClosed)
 		}
 		for _, pr := range leased {
 			go func() { // owned by the pool: Close waits for it below

@@ -73,11 +73,14 @@ func (pr *producer) handoff(ctx context.Context, reqs []*sendReq) (int, error) {
 		return 0, errRetired
 	}
 	for i, r := range reqs {
+		r.producer = pr.id // before the hand-off: a drainer may read it at once
 		select {
 		case pr.input <- &r.msg:
 		case <-pr.retiring:
+			r.producer = 0
 			return i, errRetired
 		case <-ctx.Done():
+			r.producer = 0
 			return i, ctx.Err()
 		}
 	}

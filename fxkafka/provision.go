@@ -67,6 +67,7 @@ func (p *ProducerPool) startAttemptLocked() *attempt {
 // Close bound it.
 func (p *ProducerPool) provision(a *attempt) {
 	defer p.wg.Done()
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.ProvisionTimeout)
 	defer cancel()
 	pr, err := p.newProducer(ctx, "")
@@ -100,6 +101,30 @@ func (p *ProducerPool) provision(a *attempt) {
 
 	if pr != nil && err != nil {
 		pr.retire() // the pool closed while it was being made
+	}
+	p.provisioned(pr, false, start, err)
+}
+
+// provisioned runs the OnProvision hooks for an attempt that ended. A
+// producer made while the pool closed counts as a failed attempt (err is
+// ErrPoolClosed) and is never reported retired.
+func (p *ProducerPool) provisioned(pr *producer, leased bool, start time.Time, err error) {
+	if len(p.hooks.provision) == 0 {
+		return
+	}
+	info := ProvisionInfo{Leased: leased, Duration: time.Since(start), Err: err}
+	if err == nil {
+		info.Producer = pr.id
+	}
+	for _, h := range p.hooks.provision {
+		h.OnProvision(info)
+	}
+}
+
+// retired runs the OnRetire hooks for a producer the pool took out of use.
+func (p *ProducerPool) retired(pr *producer, cause error) {
+	for _, h := range p.hooks.retire {
+		h.OnRetire(RetireInfo{Producer: pr.id, Cause: cause})
 	}
 }
 

@@ -21,7 +21,14 @@ type sendReq struct {
 	offset    int64
 	timestamp time.Time
 	err       error
-	completed atomic.Bool // set after the fields above are written
+
+	// The hooks' view of the message; hooks is nil when no send hook is
+	// registered, and then nothing below is used.
+	hooks    *hookSet
+	hookCtx  context.Context // what the OnSendStart hooks returned
+	start    time.Time
+	producer int         // id of the producer it was handed to; 0 if none
+	ended    atomic.Bool // the outcome is decided: by a drainer, or by the caller giving up
 }
 
 // batch counts the messages of one call still outstanding.
@@ -30,7 +37,7 @@ type batch struct {
 	done    chan struct{} // size 1: the last completion sends once, never blocks
 }
 
-func (r *sendReq) prepare(m *sarama.ProducerMessage, b *batch) {
+func (r *sendReq) prepare(m *sarama.ProducerMessage, b *batch, hs *hookSet) {
 	r.msg = sarama.ProducerMessage{
 		Topic:     m.Topic,
 		Key:       m.Key,
@@ -42,18 +49,77 @@ func (r *sendReq) prepare(m *sarama.ProducerMessage, b *batch) {
 	}
 	r.batch = b
 	r.err = nil
-	r.completed.Store(false)
+	r.ended.Store(false)
+	r.producer = 0
+	r.hooks = nil
+	if hs.onSend() {
+		r.hooks = hs
+	}
 }
 
-// complete records the outcome; run by a drainer, or by the caller for a
-// message that was never handed off.
-func (r *sendReq) complete(partition int32, offset int64, err error) {
+// startHooks runs the OnSendStart hooks on the caller's goroutine, before
+// hand-off. A hook may add or change headers: they go into a copy of the
+// caller's slice (none is needed if it is empty: an append allocates), so
+// the caller's message is never written to.
+func (r *sendReq) startHooks(ctx context.Context) {
+	if r.hooks == nil {
+		return
+	}
+	if len(r.hooks.sendStart) > 0 && len(r.msg.Headers) > 0 {
+		r.msg.Headers = append(make([]sarama.RecordHeader, 0, len(r.msg.Headers)+2), r.msg.Headers...)
+	}
+	r.start = time.Now()
+	for _, h := range r.hooks.sendStart {
+		if c := h.OnSendStart(ctx, &r.msg); c != nil {
+			ctx = c
+		}
+	}
+	r.hookCtx = ctx
+}
+
+// decide records the outcome and runs the OnSendEnd hooks, unless the
+// outcome was decided already (the caller gave up, or a drainer got there
+// first): exactly one of a drainer and the caller wins. It reports whether
+// this call decided. The hooks run before the caller is woken, so they
+// have returned when the send does.
+func (r *sendReq) decide(partition int32, offset int64, err error) bool {
+	if !r.ended.CompareAndSwap(false, true) {
+		return false
+	}
 	r.partition, r.offset, r.err = partition, offset, err
-	r.timestamp = r.msg.Timestamp
-	r.completed.Store(true)
+	if err == nil {
+		r.timestamp = r.msg.Timestamp // sarama is done with msg only once it answered
+	}
+	if r.hooks != nil {
+		info := SendInfo{
+			Partition: partition,
+			Offset:    offset,
+			Err:       err,
+			Class:     ErrorClass(err),
+			Duration:  time.Since(r.start),
+			Producer:  r.producer,
+			// Batch stays 0: sarama's AsyncProducer does not say which
+			// batch a message travelled in.
+		}
+		for _, h := range r.hooks.sendEnd {
+			h.OnSendEnd(r.hookCtx, &r.msg, info)
+		}
+	}
+	return true
+}
+
+// complete records the outcome and counts the message off its batch; run by
+// a drainer, by the caller for a message that was never handed off, or by a
+// caller that stopped waiting (err is then its DeliveryError). A message
+// whose outcome was decided already is left alone.
+func (r *sendReq) complete(partition int32, offset int64, err error) bool {
+	if !r.decide(partition, offset, err) {
+		return false
+	}
 	if r.batch.pending.Add(-1) == 0 {
 		r.batch.done <- struct{}{}
 	}
+	return true
 }
 
 // writeBack copies the broker-assigned fields to the caller's message, as
@@ -81,6 +147,7 @@ var callPool = sync.Pool{New: func() any {
 func (c *call) release() {
 	c.req.msg = sarama.ProducerMessage{} // drop the caller's key and value
 	c.req.err = nil
+	c.req.hookCtx = nil
 	callPool.Put(c)
 }
 
@@ -113,26 +180,32 @@ func (p *ProducerPool) sendOne(ctx context.Context, msg *sarama.ProducerMessage,
 	if err := p.checkMessage(msg); err != nil {
 		return -1, -1, err
 	}
-	if err := ctx.Err(); err != nil {
-		return -1, -1, p.count(unavailable(err))
-	}
 	c := callPool.Get().(*call)
-	c.req.prepare(msg, &c.batch)
+	r := &c.req
+	r.prepare(msg, &c.batch, &p.hooks)
+	r.startHooks(ctx)
+	if err := ctx.Err(); err != nil {
+		err = unavailable(err)
+		r.decide(-1, -1, err)
+		c.release()
+		return -1, -1, p.count(err)
+	}
 	c.batch.pending.Store(1)
 	if _, err := p.dispatch(ctx, c.reqs[:], route); err != nil {
+		r.decide(-1, -1, err)
 		c.release()
 		return -1, -1, p.count(err)
 	}
 	select {
 	case <-c.batch.done:
 	case <-ctx.Done():
-		select {
-		case <-c.batch.done:
-		default:
-			return -1, -1, p.count(&DeliveryError{Topic: msg.Topic, Err: ctx.Err()})
+		if r.complete(-1, -1, &DeliveryError{Topic: msg.Topic, Err: ctx.Err()}) {
+			// Given up; the call is left to the GC, as sarama still holds
+			// its message.
+			return -1, -1, p.count(r.err)
 		}
+		<-c.batch.done // a drainer decided first and is delivering the outcome
 	}
-	r := &c.req
 	partition, offset, err = r.partition, r.offset, r.err
 	if err != nil {
 		// Not reused: sarama reads a message once more after returning it
@@ -171,7 +244,8 @@ func (p *ProducerPool) sendBatch(ctx context.Context, msgs []*sarama.ProducerMes
 	reqs := make([]sendReq, len(msgs))
 	ptrs := make([]*sendReq, len(msgs))
 	for i := range reqs {
-		reqs[i].prepare(msgs[i], b)
+		reqs[i].prepare(msgs[i], b, &p.hooks)
+		reqs[i].startHooks(ctx)
 		ptrs[i] = &reqs[i]
 	}
 	if handed, err := p.dispatch(ctx, ptrs, route); err != nil {
@@ -182,13 +256,17 @@ func (p *ProducerPool) sendBatch(ctx context.Context, msgs []*sarama.ProducerMes
 	select {
 	case <-b.done:
 	case <-ctx.Done():
+		// Give up on every message still outstanding; those a drainer
+		// decided first are being delivered, and b.done follows at once.
+		for i := range reqs {
+			reqs[i].complete(-1, -1, &DeliveryError{Topic: msgs[i].Topic, Err: ctx.Err()})
+		}
+		<-b.done
 	}
 	var errs SendErrors
 	for i := range reqs {
 		r := &reqs[i]
 		switch {
-		case !r.completed.Load():
-			errs = append(errs, &MessageError{Index: i, Err: p.count(&DeliveryError{Topic: msgs[i].Topic, Err: ctx.Err()})})
 		case r.err != nil:
 			errs = append(errs, &MessageError{Index: i, Err: p.count(r.err)})
 		default:
