@@ -11,7 +11,17 @@ import (
 // application starts while Kafka is down.
 //
 // If the application provides a *zap.Logger, the pool logs to it; otherwise
-// it logs nothing. Override the configuration with
+// it logs nothing. Every [Option] in the value group "fxkafka.options" is
+// applied to the pool after the logger, in no particular order: that is
+// how fxkafkaotel.Module and fxkafkaprom.Module register their hooks, and
+// how an application adds its own:
+//
+//	fx.Provide(fx.Annotate(
+//		func() fxkafka.Option { return fxkafka.WithHook(myHook) },
+//		fx.ResultTags(`group:"fxkafka.options"`),
+//	))
+//
+// Override the configuration with
 // fx.Replace(fxkafka.Config{...}), or adjust the environment's with
 // fx.Decorate(func(c fxkafka.Config) fxkafka.Config { ... }).
 var Module = fx.Module("fxkafka",
@@ -28,10 +38,11 @@ type moduleParams struct {
 	Lifecycle fx.Lifecycle
 	Config    Config
 	Logger    *zap.Logger `optional:"true"`
+	Options   []Option    `group:"fxkafka.options"`
 }
 
 func newModulePool(in moduleParams) (*ProducerPool, error) {
-	p, err := New(in.Config, WithLogger(in.Logger))
+	p, err := New(in.Config, append([]Option{WithLogger(in.Logger)}, in.Options...)...)
 	if err != nil {
 		return nil, err
 	}
