@@ -43,10 +43,46 @@ type recorder struct {
 	ends       map[string][]fxkafka.SendInfo
 	provisions []fxkafka.ProvisionInfo
 	retires    []fxkafka.RetireInfo
+	changed    chan struct{} // size 1: poked at every OnSendStart and OnSendEnd
 }
 
 func newRecorder() *recorder {
-	return &recorder{starts: map[string]int{}, ends: map[string][]fxkafka.SendInfo{}}
+	return &recorder{starts: map[string]int{}, ends: map[string][]fxkafka.SendInfo{}, changed: make(chan struct{}, 1)}
+}
+
+func (r *recorder) poke() {
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
+}
+
+// waitUntil waits for cond, checking it whenever a send starts or ends.
+func (r *recorder) waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(30 * time.Second) // a bound on a hang, not a synchronisation
+	for !cond() {
+		select {
+		case <-r.changed:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// endsOf counts the OnSendEnd calls of a class.
+func (r *recorder) endsOf(class string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, infos := range r.ends {
+		for _, info := range infos {
+			if info.Class == class {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func (r *recorder) OnSendStart(ctx context.Context, msg *sarama.ProducerMessage) context.Context {
@@ -55,6 +91,7 @@ func (r *recorder) OnSendStart(ctx context.Context, msg *sarama.ProducerMessage)
 	r.mu.Lock()
 	r.starts[v]++
 	r.mu.Unlock()
+	r.poke()
 	msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte("seen-by"), Value: []byte("recorder")})
 	return context.WithValue(ctx, valueKey{}, v)
 }
@@ -64,6 +101,7 @@ func (r *recorder) OnSendEnd(ctx context.Context, _ *sarama.ProducerMessage, inf
 	r.mu.Lock()
 	r.ends[v] = append(r.ends[v], info)
 	r.mu.Unlock()
+	r.poke()
 }
 
 func (r *recorder) OnProvision(info fxkafka.ProvisionInfo) {
@@ -387,4 +425,89 @@ func TestHooksSeeEveryMessageOnceThroughAnOutageAndClose(t *testing.T) {
 	}
 	assert.Equal(t, provisioned, retired, "after Close, every producer provisioned was retired, each once")
 	t.Logf("ok %d, failed %d, producers provisioned %d", oks.Load(), fails.Load(), len(provisioned))
+}
+
+// TestHooksSeeEveryMessageOnceWhenCloseCutsHandOffsShort closes the pool
+// while the broker holds every produce request and thousands of messages
+// are on their way to the producers: hand-offs under way are cut short and
+// routed again, to find the pool closed.
+func TestHooksSeeEveryMessageOnceWhenCloseCutsHandOffsShort(t *testing.T) {
+	verifyNoLeaks(t)
+	broker := fxkafkatest.NewBroker(t, hookTopic)
+	rec := newRecorder()
+	cfg := broker.Config()
+	cfg.MaxProducers, cfg.ProducerBusyAt = 2, 1
+	pool := newHookedPool(t, cfg, rec)
+	_, _, err := pool.SendMessage(context.Background(), hookMsg("first"))
+	require.NoError(t, err)
+	release := holdProduce(broker.Cluster())
+	defer release()
+
+	const senders, perBatch = 16, 200
+	var (
+		wg      sync.WaitGroup
+		results sync.Map // value -> error
+	)
+	for s := range senders {
+		wg.Go(func() {
+			batch := make([]*sarama.ProducerMessage, perBatch)
+			for i := range batch {
+				batch[i] = hookMsg(fmt.Sprintf("s%02d-%03d", s, i))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err := pool.SendMessages(ctx, batch)
+			failed := map[int]error{}
+			var es fxkafka.SendErrors
+			if errors.As(err, &es) {
+				for _, e := range es {
+					failed[e.Index] = e.Err
+				}
+			}
+			for i, m := range batch {
+				b, _ := m.Value.Encode()
+				results.Store(string(b), failed[i])
+			}
+		})
+	}
+	rec.waitUntil(t, "every message started", func() bool { return rec.startCount() == 1+senders*perBatch })
+
+	closed := make(chan error, 1)
+	go func() {
+		// Within 3s: long enough for the held messages once released, and
+		// a bound if no hand-off was under way to be cut.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		closed <- pool.Close(ctx)
+	}()
+	rec.waitUntil(t, "a message refused by the closing pool", func() bool {
+		return rec.endsOf(fxkafka.ClassClosed) > 0 || len(closed) > 0
+	})
+	release()
+	closeErr := <-closed
+	wg.Wait()
+
+	ok := map[string]bool{}
+	results.Range(func(k, v any) bool {
+		err, _ := v.(error)
+		info := rec.end(t, k.(string))
+		assert.Equal(t, fxkafka.ErrorClass(err), info.Class, "the hook saw what the caller of %s got: %v", k, err)
+		ok[k.(string)] = err == nil
+		return true
+	})
+	require.Len(t, ok, senders*perBatch)
+	stored := map[string]int{}
+	for _, r := range broker.WaitForRecords(hookTopic, 1, 10*time.Second) {
+		stored[string(r.Value)]++
+	}
+	for v, acked := range ok {
+		if acked {
+			assert.Equal(t, 1, stored[v], "%s was acknowledged: stored once", v)
+		}
+		if c := rec.end(t, v).Class; c == fxkafka.ClassClosed || c == fxkafka.ClassUnavailable {
+			assert.Zero(t, stored[v], "%s was refused (%s): never stored", v, c)
+		}
+	}
+	t.Logf("acknowledged %d, refused by the closing pool %d, unknown %d; Close: %v",
+		rec.endsOf(fxkafka.ClassOK)-1, rec.endsOf(fxkafka.ClassClosed), rec.endsOf(fxkafka.ClassUnknown), closeErr)
 }
