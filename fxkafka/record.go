@@ -110,20 +110,8 @@ var (
 // newRecord validates m and copies it into a record, refusing what no
 // broker would store before anything is sent. It never keeps m.
 func (p *ProducerPool) newRecord(m *sarama.ProducerMessage) (*record, error) {
-	switch {
-	case m == nil:
-		return nil, invalid("nil message")
-	case m.Topic == "":
-		return nil, invalid("message has no Topic")
-	case len(m.Topic) > 249:
-		return nil, invalid("topic name longer than 249 characters")
-	}
-	if !m.Timestamp.IsZero() && (m.Timestamp.Before(minTimestamp) || m.Timestamp.After(maxTimestamp)) {
-		return nil, invalid(fmt.Sprintf("timestamp %v is outside 1970 to 2262, which Kafka stores", m.Timestamp))
-	}
-	legacy := !p.set.version.IsAtLeast(sarama.V0_11_0_0)
-	if legacy && len(m.Headers) > 0 {
-		return nil, invalid(fmt.Sprintf("headers need Kafka 0.11 or later; Version is %s", p.set.version))
+	if err := p.precheck(m); err != nil {
+		return nil, err
 	}
 	r := recordPool.Get().(*record)
 	var key, value []byte
@@ -186,6 +174,26 @@ func (p *ProducerPool) newRecord(m *sarama.ProducerMessage) (*record, error) {
 	r.offset, r.err = -1, nil
 	r.state.Store(stQueued)
 	return r, nil
+}
+
+// precheck refuses what the fields of m alone make unsendable; newRecord
+// runs it, and the send path runs it before the send hooks see m.
+func (p *ProducerPool) precheck(m *sarama.ProducerMessage) error {
+	switch {
+	case m == nil:
+		return invalid("nil message")
+	case m.Topic == "":
+		return invalid("message has no Topic")
+	case len(m.Topic) > 249:
+		return invalid("topic name longer than 249 characters")
+	}
+	if !m.Timestamp.IsZero() && (m.Timestamp.Before(minTimestamp) || m.Timestamp.After(maxTimestamp)) {
+		return invalid(fmt.Sprintf("timestamp %v is outside 1970 to 2262, which Kafka stores", m.Timestamp))
+	}
+	if !p.set.version.IsAtLeast(sarama.V0_11_0_0) && len(m.Headers) > 0 {
+		return invalid(fmt.Sprintf("headers need Kafka 0.11 or later; Version is %s", p.set.version))
+	}
+	return nil
 }
 
 // batchHeader is what a batch adds to its records.

@@ -59,8 +59,13 @@ func (p *ProducerPool) SendMessages(ctx context.Context, msgs []*sarama.Producer
 // accept validates msg and makes the pool's record of it, running the
 // send-start hooks on the pool's copy (so headers they add are sent).
 func (p *ProducerPool) accept(ctx context.Context, msg *sarama.ProducerMessage) (*record, error) {
-	if !p.hooks.onSend() || msg == nil {
+	if !p.hooks.onSend() {
 		return p.newRecord(msg)
+	}
+	// What its own fields refuse, the hooks never see; what fails only
+	// with the headers they add (its size), they see end.
+	if err := p.precheck(msg); err != nil {
+		return nil, err
 	}
 	cp := *msg
 	cp.Headers = append([]sarama.RecordHeader(nil), msg.Headers...)
