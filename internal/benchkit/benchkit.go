@@ -42,6 +42,7 @@ var Value = make([]byte, 100)
 
 // Target is how a client reaches a benchmark cluster.
 type Target struct {
+	// Addrs are the brokers' addresses, host:port.
 	Addrs []string
 	// Version is the Kafka version sarama-based clients speak ("" for their
 	// default); librdkafka's mock cluster needs "2.1.0".
@@ -56,6 +57,7 @@ type StartFunc func(tb testing.TB, rtt time.Duration) Target
 
 // SendImpl is a client measured with synchronous senders.
 type SendImpl struct {
+	// Name is the benchmark's Impl=<name>.
 	Name string
 	// New returns a send function, safe for concurrent use, that sends one
 	// message and waits for its acknowledgement. The client is closed at tb's
@@ -65,6 +67,7 @@ type SendImpl struct {
 
 // ProduceImpl is a client measured with one producing goroutine.
 type ProduceImpl struct {
+	// Name is the benchmark's Impl=<name>.
 	Name string
 	// New returns the client's asynchronous calls; it is closed at tb's
 	// cleanup.
