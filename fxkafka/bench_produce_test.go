@@ -1,9 +1,3 @@
-//go:build fxkafka_produce
-
-// The pool's side of BenchmarkProduce. It needs ProducerPool.Produce and
-// Flush: remove the build tag when they land (go run ./internal/benchcmp
-// -produce passes it until then).
-
 package fxkafka
 
 import (

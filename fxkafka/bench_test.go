@@ -44,8 +44,7 @@ func BenchmarkSend(b *testing.B) {
 // goroutine hands b.N messages to franz-go's Produce (idempotent and not)
 // or to a sarama AsyncProducer (idempotent and not), then flushes, at 0 and
 // 5 ms of round trip. It reports msgs/s and the peak heap.
-// BenchmarkProducePool (build tag fxkafka_produce until Produce lands) is
-// the pool's side.
+// BenchmarkProducePool is the pool's side.
 func BenchmarkProduce(b *testing.B) {
 	benchkit.Produce(b, "kfake", benchkit.Kfake, produceRTTs,
 		benchkit.FranzAsync(false), benchkit.FranzAsync(true),

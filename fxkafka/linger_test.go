@@ -60,5 +60,5 @@ func TestLingerHoldsRecordsUntilTheirBatchIsFullOrFlushed(t *testing.T) {
 		got = append(got, sizes.seen[string(v)])
 		sizes.mu.Unlock()
 	}
-	assert.Equal(t, append(append(slices.Repeat([]int{8}, 16), 4, 4, 4, 4)), got, "two full batches, then the rest on Flush")
+	assert.Equal(t, append(slices.Repeat([]int{8}, 16), 4, 4, 4, 4), got, "two full batches, then the rest on Flush")
 }

@@ -3,7 +3,6 @@
 //
 //	go run ./internal/benchcmp                          # defaults: 5 rounds of 250ms runs, a few minutes
 //	go run ./internal/benchcmp -rounds 5 -benchtime 1s  # the README's table
-//	go run ./internal/benchcmp -produce                 # build tag fxkafka_produce, for the pool's Produce
 //	go run ./internal/benchcmp -cases 'RTT=5ms/.*Senders=16'
 //
 // Synchronous senders (each sends and waits for its acknowledgement): the
@@ -13,9 +12,8 @@
 // and 5 ms of round trip (a delay line on every connection, as
 // fxkafkatest.WithLatency) and against librdkafka's mock cluster at 1 and
 // 5 ms (its own round trip, 3 brokers, 6 partitions). Asynchronous: one
-// producing goroutine, the pool's Produce+Flush (BenchmarkProducePool, when
-// the binary has it: today with -produce), franz-go's
-// Produce+Flush and a sarama AsyncProducer, idempotent and not, against
+// producing goroutine, the pool's Produce+Flush (BenchmarkProducePool),
+// franz-go's Produce+Flush and a sarama AsyncProducer, idempotent and not, against
 // kfake at 0 and 5 ms. Acks from all in-sync replicas everywhere, 100-byte
 // values.
 //
@@ -49,7 +47,6 @@ func main() {
 		mockRTT   = flag.String("mock-rtt", "1,5", "round trips (ms) of the mock cluster's rows; empty for none")
 		asyncRTT  = flag.String("async-rtt", "0,5", "round trips (ms) of the asynchronous rows; empty for none")
 		senders   = flag.String("senders", "1,16,256", "synchronous sender counts")
-		produce   = flag.Bool("produce", false, "build with -tags fxkafka_produce, which BenchmarkProducePool (the pool's Produce) needs until Produce lands")
 		rdkafka   = flag.Bool("rdkafka", true, "build internal/rdkafka (cgo) for librdkafka and its mock cluster")
 		only      = flag.String("cases", "", "run only the cases whose name matches this regexp")
 	)
@@ -74,17 +71,10 @@ func main() {
 	defer os.RemoveAll(dir)
 	bins := map[string]string{}
 	var notes []string
-	tags := ""
-	if *produce {
-		tags = "fxkafka_produce"
-	}
 	start := time.Now()
-	bins[binCore], err = build(root, dir, binCore, "./fxkafka", tags)
+	bins[binCore], err = build(root, dir, binCore, "./fxkafka", "")
 	check(err)
 	m.produce = hasBenchmark(bins[binCore], "BenchmarkProducePool")
-	if !m.produce {
-		notes = append(notes, "the pool's Produce is not measured: BenchmarkProducePool is not in this build (-produce builds it with the fxkafka_produce tag).")
-	}
 	if *rdkafka {
 		t0 := time.Now()
 		bins[binRdkafka], err = build(root, dir, binRdkafka, "./internal/rdkafka", "")
