@@ -392,7 +392,7 @@ func TestPoolRecoversFromAFullBrokerRestart(t *testing.T) {
 			require.GreaterOrEqual(t, p.Stats().Producers, 1)
 			c.Close()
 			waitFor(t, 10*time.Second, "the outage to be seen", func() bool { return p.Stats().FailedUnavailable >= 50 })
-			c = startBroker(t, addr, topic) // empty: a new cluster on the same port
+			startBroker(t, addr, topic) // empty: a new cluster on the same port
 			recovery := measureRecovery(t, p)
 			results := l.end()
 			t.Logf("every send of a %d-sender burst succeeded %v after the broker came back; %d producers replaced",

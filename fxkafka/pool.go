@@ -2,7 +2,6 @@ package fxkafka
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -329,5 +328,3 @@ func leastLoaded(prods []*producer) *producer {
 	}
 	return best
 }
-
-var errNoProducer = errors.New("no producer")

@@ -399,14 +399,6 @@ func (pr *producer) sinkFor(b *sarama.Broker) *sink {
 	return s
 }
 
-// leaderLost takes ps off its sink until the refresher finds its leader.
-func (pr *producer) leaderLost(ps *partState) {
-	ps.mu.Lock()
-	ps.sink = nil
-	ps.mu.Unlock()
-	pr.askRefresh()
-}
-
 // failLeaderless fails the records waiting on partitions with no leader,
 // for cause.
 func (pr *producer) failLeaderless(cause error) {

@@ -507,8 +507,5 @@ func isConnectionError(err error) bool {
 		return false
 	}
 	var ke sarama.KError
-	if errors.As(err, &ke) {
-		return false
-	}
-	return true
+	return !errors.As(err, &ke)
 }
