@@ -321,7 +321,9 @@ func (p *ProducerPool) acquire(ctx context.Context, oldest bool) (*producer, err
 			pr = prods[0]
 		}
 		if pr != nil {
-			if len(prods) < p.cfg.MaxProducers && pr.busy() {
+			// Another producer takes load off the busy one only for sends
+			// that may go to any producer; ordered ones stay on the first.
+			if !oldest && len(prods) < p.cfg.MaxProducers && pr.busy() {
 				p.provisionMore()
 			}
 			return pr, nil
