@@ -122,6 +122,41 @@ func (ts *topicState) unstick(id int32, bytes int, piped bool) {
 	ts.sticky.CompareAndSwap(id, next)
 }
 
+// canLeave reports whether a record placed on ps now could leave at once:
+// a lane of it and a request slot of its broker are free. It reads atomics
+// only; a stale answer costs a round trip, never correctness.
+func (pr *producer) canLeave(ps *partState) bool {
+	return int(ps.flying.Load()) < pr.maxLanes() && pr.slotsFree(ps) > 0
+}
+
+// slotsFree is how many requests ps's broker could take now.
+func (pr *producer) slotsFree(ps *partState) int {
+	ps.mu.Lock()
+	s := ps.sink
+	ps.mu.Unlock()
+	if s == nil {
+		return 0
+	}
+	return pr.set.maxInFlight - int(s.flying.Load())
+}
+
+// soonest returns the partition of ts a keyless record should go to when
+// from cannot send at once: the one whose broker has the most free request
+// slots, then the fewest batches in flight, from a random start.
+func (pr *producer) soonest(ts *topicState, from int32) int32 {
+	n := int32(len(ts.parts))
+	best, bestSlots, bestFlying := from, pr.slotsFree(ts.parts[from]), ts.parts[from].flying.Load()
+	start := rand.Int32N(n)
+	for i := range n {
+		q := (start + i) % n
+		slots, flying := pr.slotsFree(ts.parts[q]), ts.parts[q].flying.Load()
+		if slots > bestSlots || slots == bestSlots && flying < bestFlying {
+			best, bestSlots, bestFlying = q, slots, flying
+		}
+	}
+	return best
+}
+
 // stickyBytes is how much of keyless records one partition takes in a row
 // when requests do not pipeline.
 const stickyBytes = 64 << 10
@@ -163,10 +198,14 @@ func (p *ProducerPool) newProducerOn(client sarama.Client, conf *sarama.Config, 
 // maxLanes is how many lanes a producer opens at most. A produce request
 // carries one batch per partition, and a connection has set.maxInFlight
 // requests in flight, so more lanes than that could not all be in flight.
-// A transactional producer has one producer id, hence one lane.
+// A transactional producer has one producer id, hence one lane; an
+// idempotent one at most idempotentLanes.
 func (pr *producer) maxLanes() int {
-	if pr.txnID != "" {
+	switch {
+	case pr.txnID != "":
 		return 1
+	case pr.idempotent:
+		return max(1, min(pr.set.maxInFlight, idempotentLanes))
 	}
 	return max(1, pr.set.maxInFlight)
 }
@@ -532,7 +571,17 @@ func (pr *producer) partition(ts *topicState, r *record) error {
 	case r.rec.Key != nil:
 		r.partition = hashPartition(pr.set.keyHash, r.rec.Key, n)
 	case pr.set.sticky:
-		r.partition = ts.sticky.Load() % n
+		p := ts.sticky.Load() % n
+		if pr.pipe.pipelining() && !pr.canLeave(ts.parts[p]) {
+			// A record there would wait a round trip (every lane of the
+			// partition, or every request slot of its broker, is in
+			// flight): stick to the partition that can send soonest.
+			if q := pr.soonest(ts, p); q != p {
+				ts.sticky.CompareAndSwap(p, q)
+				p = q
+			}
+		}
+		r.partition = p
 	default:
 		r.partition = rand.Int32N(n)
 	}

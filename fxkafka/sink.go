@@ -225,6 +225,8 @@ type sink struct {
 	ready     []*partState
 	inflight  int
 	reconnect bool // the connection failed: close it once nothing is in flight
+
+	flying atomic.Int32 // inflight, read without mu to place keyless records
 }
 
 func (s *sink) poke() {
@@ -330,6 +332,7 @@ func (s *sink) run() (wakeAt time.Time) {
 		s.ready = append(again, s.ready...)
 		if len(batches) > 0 {
 			s.inflight++
+			s.flying.Store(int32(s.inflight))
 		}
 		s.mu.Unlock()
 		if len(batches) == 0 {
@@ -492,6 +495,7 @@ func (s *sink) done(batches []*batch, resp *sarama.ProduceResponse, err error, s
 	}
 	s.mu.Lock()
 	s.inflight--
+	s.flying.Store(int32(s.inflight))
 	if err != nil && sent || isConnectionError(err) {
 		s.reconnect = true
 	}
