@@ -32,8 +32,8 @@ const (
 	// idempotentLanes caps the lanes, hence the producer ids, of an
 	// idempotent producer: each id is state every broker keeps.
 	idempotentLanes = 5
-	txnTimeout       = time.Minute // transaction.timeout.ms of transactional producers
-	txnRetryPause    = 20 * time.Millisecond
+	txnTimeout      = time.Minute // transaction.timeout.ms of transactional producers
+	txnRetryPause   = 20 * time.Millisecond
 )
 
 // saramaBase is the sarama configuration New builds once, and the
