@@ -26,7 +26,7 @@ const (
 	DefaultCompression         = "none"           // Config.Compression
 	DefaultKeyHash             = "fnv1a"          // Config.KeyHash
 	DefaultMaxBatchBytes       = 1024 * 1024      // Config.MaxBatchBytes (or MaxMessageBytes, if larger)
-	DefaultMaxBufferedMessages = 10000            // Config.MaxBufferedMessages
+	DefaultMaxBufferedMessages = 100000           // Config.MaxBufferedMessages
 	DefaultMaxBufferedBytes    = 64 * 1024 * 1024 // Config.MaxBufferedBytes (or MaxMessageBytes, if larger)
 
 	// DefaultLinger is Config.Linger's default: how long a batch may wait
@@ -143,7 +143,7 @@ type Config struct {
 
 	// MaxBufferedMessages bounds the messages waiting in the pool (accepted
 	// by Produce, not yet acknowledged or failed). 0 means
-	// DefaultMaxBufferedMessages (10000). Env: KAFKA_MAX_BUFFERED_MESSAGES.
+	// DefaultMaxBufferedMessages (100000, as librdkafka's queue.buffering.max.messages). Env: KAFKA_MAX_BUFFERED_MESSAGES.
 	MaxBufferedMessages int `json:"maxBufferedMessages" yaml:"maxBufferedMessages" env:"KAFKA_MAX_BUFFERED_MESSAGES"`
 
 	// MaxBufferedBytes bounds the bytes of those messages. It must hold one

@@ -78,7 +78,7 @@ func (pr *producer) settle(b *batch, block *sarama.ProduceResponseBlock, reqErr 
 		if sent {
 			b.maybeWritten = true
 		}
-		ps.sink = nil // look the leader up again: the broker may be gone
+		ps.setSinkLocked(nil) // look the leader up again: the broker may be gone
 		fin.lost = true
 		pr.retryLocked(lp, b, reqErr, fin)
 		return
@@ -104,7 +104,7 @@ func (pr *producer) settle(b *batch, block *sarama.ProduceResponseBlock, reqErr 
 	}
 	switch verdictOf(block.Err) {
 	case verdictLeader:
-		ps.sink = nil
+		ps.setSinkLocked(nil)
 		fin.lost = true
 		pr.retryLocked(lp, b, cause, fin)
 	case verdictRetry:

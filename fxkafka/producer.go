@@ -131,13 +131,26 @@ func (pr *producer) canLeave(ps *partState) bool {
 
 // slotsFree is how many requests ps's broker could take now.
 func (pr *producer) slotsFree(ps *partState) int {
-	ps.mu.Lock()
-	s := ps.sink
-	ps.mu.Unlock()
+	s := ps.sinkNow.Load()
 	if s == nil {
 		return 0
 	}
 	return pr.set.maxInFlight - int(s.flying.Load())
+}
+
+// leastFlying returns the partition with the fewest batches in flight,
+// from a random start; from if none has fewer.
+func (ts *topicState) leastFlying(from int32) int32 {
+	n := int32(len(ts.parts))
+	best, fewest := from, ts.parts[from].flying.Load()
+	start := rand.Int32N(n)
+	for i := range n {
+		q := (start + i) % n
+		if f := ts.parts[q].flying.Load(); f < fewest {
+			best, fewest = q, f
+		}
+	}
+	return best
 }
 
 // soonest returns the partition of ts a keyless record should go to when
@@ -401,7 +414,7 @@ func (pr *producer) placeOnLeader(ps *partState) bool {
 		return false
 	}
 	ps.mu.Lock()
-	ps.sink = s
+	ps.setSinkLocked(s)
 	work := ps.hasWorkLocked()
 	ps.mu.Unlock()
 	if work {
@@ -499,7 +512,7 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 			}
 			last = ts
 		}
-		if err := pr.partition(ts, r); err != nil {
+		if err := pr.partition(ts, r, laneIdx >= 0); err != nil {
 			return err
 		}
 		r.ps = ts.parts[r.partition]
@@ -548,7 +561,7 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 
 // partition sets r.partition: the user's partitioner (WithSaramaConfig),
 // the key's hash, or for a keyless record the topic's sticky partition.
-func (pr *producer) partition(ts *topicState, r *record) error {
+func (pr *producer) partition(ts *topicState, r *record, ordered bool) error {
 	n := int32(len(ts.parts))
 	if ts.part != nil {
 		m := &sarama.ProducerMessage{Topic: r.topic, Partition: r.partition}
@@ -570,6 +583,17 @@ func (pr *producer) partition(ts *topicState, r *record) error {
 	switch {
 	case r.rec.Key != nil:
 		r.partition = hashPartition(pr.set.keyHash, r.rec.Key, n)
+	case pr.set.sticky && ordered:
+		// An ordered record takes lane 0: where nothing is in flight it
+		// leaves at once.
+		p := ts.sticky.Load() % n
+		if pr.pipe.pipelining() && ts.parts[p].flying.Load() > 0 {
+			if q := ts.leastFlying(p); q != p {
+				ts.sticky.CompareAndSwap(p, q)
+				p = q
+			}
+		}
+		r.partition = p
 	case pr.set.sticky:
 		p := ts.sticky.Load() % n
 		if pr.pipe.pipelining() && !pr.canLeave(ts.parts[p]) {

@@ -20,7 +20,14 @@ type partState struct {
 	lanes   []*lanePart // by lane index
 	inReady bool        // listed in sink.ready
 
-	flying atomic.Int32 // batches in flight, read without mu to place keyless records
+	flying  atomic.Int32         // batches in flight, read without mu to place keyless records
+	sinkNow atomic.Pointer[sink] // sink, read without mu to place keyless records
+}
+
+// setSinkLocked moves ps to sink s (nil: its leader is unknown).
+func (ps *partState) setSinkLocked(s *sink) {
+	ps.sink = s
+	ps.sinkNow.Store(s)
 }
 
 // lanePart is one lane's share of a partition: the records waiting, the
