@@ -16,18 +16,21 @@ import (
 
 func TestPromisesRecordEveryOutcomeOfAStreamInTheOrderProduced(t *testing.T) {
 	checkLeaks(t)
-	b := fxkafkatest.NewBroker(t, "events")
-	p := newPool(t, b.Config())
-	promises := fxkafkatest.NewPromises(t)
 	const n = 1000
+	broker := fxkafkatest.NewBroker(t, "events")
+	pool, err := fxkafka.New(broker.Config())
+	require.NoError(t, err)
+	defer pool.Close(context.Background())
+
+	promises := fxkafkatest.NewPromises(t)
 	for i := range n {
-		p.Produce(context.Background(), &sarama.ProducerMessage{
+		pool.Produce(context.Background(), &sarama.ProducerMessage{
 			Topic: "events",
 			Key:   sarama.StringEncoder(fmt.Sprintf("user-%d", i%4)),
 			Value: sarama.StringEncoder(fmt.Sprintf("%04d", i)),
 		}, promises.Promise())
 	}
-	outcomes := promises.WaitForAll(10 * time.Second)
+	outcomes := promises.WaitForAll(10 * time.Second) // every promise ran once, or the test fails
 	require.Len(t, outcomes, n)
 	assert.Empty(t, promises.Failed())
 
@@ -46,7 +49,7 @@ func TestPromisesRecordEveryOutcomeOfAStreamInTheOrderProduced(t *testing.T) {
 		}
 		offsets[o.Partition] = o.Offset
 	}
-	assert.Len(t, b.WaitForRecords("events", n, 10*time.Second), n)
+	assert.Len(t, broker.WaitForRecords("events", n, 10*time.Second), n)
 }
 
 func TestPromisesRecordWhatWasNotSent(t *testing.T) {
