@@ -71,9 +71,10 @@
 //
 // After a failed attempt the pool pauses, from a tenth of
 // Config.ProvisionBackoffMax and doubling up to it, half fixed and half
-// random so that a fleet does not retry in step. Meanwhile sends fail at once
-// with ErrUnavailable and dial nothing; the first send after the pause tries
-// again, so returning brokers are noticed within ProvisionBackoffMax (1s).
+// random so that a fleet does not retry in step. Meanwhile a send that finds
+// no producer open fails at once with ErrUnavailable and dials nothing; the
+// first send after the pause tries again, so returning brokers are noticed
+// within ProvisionBackoffMax (1s).
 //
 // # Growth
 //
