@@ -211,7 +211,11 @@
 //
 // [ProducerPool.Lease] hands one producer to one caller until
 // [Lease.Release], counted against Config.MaxProducers with the shared ones
-// and provisioned through the same single attempt and backoff. With
+// and provisioned through the same single attempt and backoff. A released
+// producer is kept, idle, for the next Lease, and keeps its place under the
+// cap: shared sends cannot use it, so once leases have taken every slot,
+// shared sends fail with ErrNoFreeProducer even after the leases are
+// released. With
 // Config.TransactionalID set, leased producers are transactional, each with
 // the id "<TransactionalID>-<n>" (n the lowest free slot, so a restarted
 // service reuses its ids and fences its predecessor's), one lane and one
