@@ -102,9 +102,9 @@
 //	*DeliveryError      sent, not acknowledged: it may have been written
 //
 // [ErrUnavailable]: no producer could be had (no broker reachable, the pool
-// backing off, [ErrNoFreeProducer] when lease producers hold the cap), the caller's
-// context ended before the message left in a request, or the brokers had no
-// leader for it until the retries ran out. A synchronous send whose
+// backing off, [ErrNoFreeProducer] when lease producers hold the cap), the
+// caller's context ended before the message left in a request, or the
+// brokers had no leader for it until the retries ran out. A synchronous send whose
 // caller stops waiting before its message was cut into a batch withdraws
 // the message, so it is never written later.
 //
