@@ -1,7 +1,8 @@
 // Package fxkafkatest is a test kit for services that use fxkafka: a real
 // Kafka-protocol broker (kfake, from franz-go) running in the test's process
 // on loopback, that a test can take down and bring back on the same address,
-// and a read-back helper that shows what a topic holds.
+// a read-back helper that shows what a topic holds, and a collector of
+// Produce's outcomes.
 //
 //	func TestPublish(t *testing.T) {
 //		b := fxkafkatest.NewBroker(t, "orders")
@@ -20,6 +21,15 @@
 // deadlines and throughput under latency without cgo or a real cluster:
 //
 //	b := fxkafkatest.NewCluster(t, fxkafkatest.WithTopics("orders"), fxkafkatest.WithBrokers(3), fxkafkatest.WithLatency(5*time.Millisecond))
+//
+// [Promises] is for code that produces asynchronously
+// ([fxkafka.ProducerPool.Produce]): it hands out promises that record every
+// outcome, fails the test if one runs twice, and waits for the outcomes
+// without sleeping:
+//
+//	promises := fxkafkatest.NewPromises(t)
+//	pool.Produce(ctx, msg, promises.Promise())
+//	outcomes := promises.WaitForAll(10 * time.Second)
 //
 // It is for tests only: kfake is a protocol peer, not a Kafka performance
 // model, and this package is the only part of fxkafka that imports it.

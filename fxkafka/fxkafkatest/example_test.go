@@ -86,3 +86,36 @@ func ExampleWithLatency() {
 	// sent: true
 	// took a round trip or more: true
 }
+
+// A test of code that produces asynchronously: each Produce gets a promise
+// from the collector, and the test waits for every outcome instead of
+// sleeping. Messages with one key keep their order.
+func ExamplePromises() {
+	t := newExampleTB()
+	defer t.finish()
+
+	broker := fxkafkatest.NewBroker(t, "events")
+	pool, err := fxkafka.New(broker.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close(context.Background())
+
+	promises := fxkafkatest.NewPromises(t)
+	for i := range 3 {
+		pool.Produce(context.Background(), &sarama.ProducerMessage{
+			Topic: "events",
+			Key:   sarama.StringEncoder("user-1"),
+			Value: sarama.StringEncoder(fmt.Sprintf("event-%d", i)),
+		}, promises.Promise())
+	}
+	for _, o := range promises.WaitForAll(10 * time.Second) {
+		fmt.Println(string(o.Value), "at offset", o.Offset, "err", o.Err)
+	}
+	fmt.Println("failed:", len(promises.Failed()))
+	// Output:
+	// event-0 at offset 0 err <nil>
+	// event-1 at offset 1 err <nil>
+	// event-2 at offset 2 err <nil>
+	// failed: 0
+}
