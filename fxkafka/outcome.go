@@ -122,8 +122,14 @@ func (pr *producer) settle(b *batch, block *sarama.ProduceResponseBlock, reqErr 
 
 // retryLocked schedules b to be sent again after a pause, or fails it once
 // its retries are spent (or Close gave up waiting).
+//
+// A batch that may have been stored is sent again only by an idempotent
+// producer, whose broker drops the copy: without idempotence the pool never
+// sends a message twice, and reports it as outcome unknown instead. A
+// broken producer retries nothing (its successor takes new records; its own
+// must end, so that a stream's order holds across the replacement).
 func (pr *producer) retryLocked(lp *lanePart, b *batch, cause error, fin *finisher) {
-	if b.attempts > pr.set.retries || pr.aborted.Load() {
+	if b.attempts > pr.set.retries || pr.aborted.Load() || pr.dead.Load() || (b.maybeWritten && !pr.idempotent) {
 		if pr.aborted.Load() && !b.maybeWritten {
 			cause = errGaveUp
 		}

@@ -41,12 +41,16 @@ type ProducerPool struct {
 	// sends, replaced under mu whenever one is added or removed, so
 	// routing a send takes no lock.
 	shared  atomic.Pointer[[]*producer]
-	closed  atomic.Bool   // set under mu; read without it on the send path
-	closing chan struct{} // closed by Close: wakes callers waiting on provisioning
+	ordered atomic.Pointer[producer] // the producer Produce's streams went to last
+	closed  atomic.Bool              // set under mu; read without it on the send path
+	closing chan struct{}            // closed by Close: wakes callers waiting on provisioning
 	ctx     context.Context
 	cancel  context.CancelFunc // cancels provisioning under way; called by Close
 	wg      sync.WaitGroup     // every goroutine of the pool's, and every producer until closed
-	allDone chan struct{}      // closed when wg is done after Close
+	allDone chan struct{}      // closed when wg is done after Close, and every promise has run
+	// producersDone is closed when wg is done after Close: every producer
+	// and pool goroutine has exited (the promise goroutine may still run).
+	producersDone chan struct{}
 
 	mu          sync.Mutex // protects following
 	slots       map[*slot]struct{}
@@ -82,13 +86,15 @@ type ProducerPool struct {
 func New(cfg Config, opts ...Option) (*ProducerPool, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &ProducerPool{
-		log:        zap.NewNop(),
-		closing:    make(chan struct{}),
-		ctx:        ctx,
-		cancel:     cancel,
-		allDone:    make(chan struct{}),
-		slots:      make(map[*slot]struct{}),
-		leaseFreed: make(chan struct{}),
+		log:     zap.NewNop(),
+		closing: make(chan struct{}),
+		ctx:     ctx,
+		cancel:  cancel,
+		allDone: make(chan struct{}),
+
+		producersDone: make(chan struct{}),
+		slots:         make(map[*slot]struct{}),
+		leaseFreed:    make(chan struct{}),
 	}
 	for _, o := range opts {
 		o.apply(p)
@@ -189,6 +195,12 @@ func (p *ProducerPool) Stats() Stats {
 // nothing was waiting). Close is safe to call more than once and
 // concurrently; later calls wait like the first, and any call whose ctx
 // ends makes the producers give up.
+//
+// Every promise of [ProducerPool.Produce] is called before Close returns,
+// unless one is still running two seconds after ctx ended: then Close
+// returns an error saying so, and the pool's promise goroutine calls the promises left
+// when that one returns, then exits. A promise must not call Close or Flush:
+// they would wait for it.
 func (p *ProducerPool) Close(ctx context.Context) error {
 	p.mu.Lock()
 	first := !p.closed.Load()
@@ -219,6 +231,7 @@ func (p *ProducerPool) Close(ctx context.Context) error {
 		}
 		go func() { // owned by Close: it ends with the last pool goroutine, which Close waits for
 			p.wg.Wait()
+			close(p.producersDone)
 			p.promises.finish()
 			close(p.allDone)
 		}()
@@ -239,7 +252,17 @@ func (p *ProducerPool) Close(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 	p.buf.wakeAll()
-	<-p.allDone
+	<-p.producersDone // at once: aborted connections fail what was in flight
+	grace := time.NewTimer(abortGrace)
+	defer grace.Stop()
+	select {
+	case <-p.allDone: // the promises due ran
+	case <-grace.C:
+		// A promise has not returned: the promise goroutine runs it, and
+		// those after it, when it does; Close does not wait for user code
+		// past its context and the grace.
+		return fmt.Errorf("fxkafka: close: a promise is still running: %w", ctx.Err())
+	}
 	if gaveUp {
 		return fmt.Errorf("fxkafka: close: gave up on messages still in flight: %w", ctx.Err())
 	}

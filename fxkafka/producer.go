@@ -51,10 +51,12 @@ type producer struct {
 	flushing atomic.Int32 // > 0: no linger (a Flush or close waits)
 	aborted  atomic.Bool  // fail what is left instead of retrying: Close ran out of time
 	retired  atomic.Bool  // takes no new records
+	dead     atomic.Bool  // broken: retries nothing (brokenErr says why)
 
 	topics  sync.Map // string -> *topicState
 	refresh chan struct{}
 	stop    chan struct{}      // closed by shutdown: the producer's goroutines exit
+	gone    chan struct{}      // closed when shutdown has finished: nothing of the producer runs
 	ctx     context.Context    // cancelled by shutdown
 	cancel  context.CancelFunc //
 	wg      sync.WaitGroup     // the producer's goroutines
@@ -63,14 +65,15 @@ type producer struct {
 	saturated atomic.Bool // a sink has every request slot in flight and more to send
 	pipe      pipeGauge   // whether requests pipeline on a connection
 
-	mu        sync.Mutex // protects following
-	sinks     map[int32]*sink
-	lanes     []*lane
-	growing   bool
-	brokenErr error         // set once: why the producer must be replaced
-	idle      chan struct{} // closed and replaced when load reaches 0 while someone waits
-	txn       *txnState     // transactional producers only
-	stopOnce  sync.Once
+	mu         sync.Mutex // protects following
+	sinks      map[int32]*sink
+	oldBrokers []*sarama.Broker // brokers a sink used before the client replaced them
+	lanes      []*lane
+	growing    bool
+	brokenErr  error         // set once: why the producer must be replaced
+	idle       chan struct{} // closed and replaced when load reaches 0 while someone waits
+	txn        *txnState     // transactional producers only
+	stopOnce   sync.Once
 }
 
 // lane is one sequence of batches: with idempotence, one producer id.
@@ -195,6 +198,7 @@ func (p *ProducerPool) newProducerOn(client sarama.Client, conf *sarama.Config, 
 		idempotent: p.set.idempotent || txnID != "",
 		refresh:    make(chan struct{}, 1),
 		stop:       make(chan struct{}),
+		gone:       make(chan struct{}),
 		sinks:      make(map[int32]*sink),
 		lanes:      []*lane{lane0},
 		idle:       make(chan struct{}),
@@ -445,7 +449,10 @@ func (pr *producer) sinkFor(b *sarama.Broker) *sink {
 		s.broker = b // the client may have replaced the broker's object (its address moved)
 		s.mu.Unlock()
 		if old != b {
-			_ = old.Close() // the sink may have reopened it; the client no longer will close it
+			// The sink may have reopened it, or may still: the client no
+			// longer will close it, so shutdown does.
+			pr.oldBrokers = append(pr.oldBrokers, old)
+			_ = old.Close()
 		}
 	}
 	return s
@@ -485,6 +492,7 @@ func (pr *producer) broken(cause error) {
 	first := pr.brokenErr == nil
 	if first {
 		pr.brokenErr = cause
+		pr.dead.Store(true)
 	}
 	pr.mu.Unlock()
 	if first {
@@ -779,7 +787,11 @@ func (pr *producer) shutdown() {
 		for _, s := range pr.sinks {
 			_ = s.broker.Close()
 		}
+		for _, b := range pr.oldBrokers {
+			_ = b.Close()
+		}
 		pr.dialer.abort()
+		close(pr.gone)
 	})
 }
 
@@ -822,7 +834,5 @@ func (pr *producer) busy() bool {
 }
 
 func (pr *producer) isBroken() bool {
-	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	return pr.brokenErr != nil
+	return pr.dead.Load()
 }

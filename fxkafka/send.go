@@ -3,6 +3,7 @@ package fxkafka
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -319,6 +320,21 @@ func (p *ProducerPool) acquire(ctx context.Context, oldest bool) (*producer, err
 		pr := leastLoaded(prods)
 		if oldest && pr != nil {
 			pr = prods[0]
+			// Streams move to a new producer only once the one before has
+			// finished: what it still carries (in flight, or answered
+			// late) must not land after their next records.
+			for cur := p.ordered.Load(); cur != pr; cur = p.ordered.Load() {
+				if cur != nil {
+					select {
+					case <-cur.gone:
+					case <-ctx.Done():
+						return nil, unavailable(fmt.Errorf("wait for the producer before to finish: %w", ctx.Err()))
+					case <-p.closing:
+						return nil, closedErr
+					}
+				}
+				p.ordered.CompareAndSwap(cur, pr)
+			}
 		}
 		if pr != nil {
 			// Another producer takes load off the busy one only for sends
@@ -331,32 +347,74 @@ func (p *ProducerPool) acquire(ctx context.Context, oldest bool) (*producer, err
 		p.mu.Lock()
 		var a *attempt
 		var err error
+		var freed chan struct{}
 		if len(*p.shared.Load()) == 0 {
 			a, err = p.reserveLocked(false)
+			if errors.Is(err, errFull) {
+				switch reclaimed, wait := p.reclaimIdleLocked(); {
+				case reclaimed:
+					err = nil // an idle lease producer takes shared sends now
+				case wait:
+					err, freed = nil, p.leaseFreed // a slot frees when its producer has closed
+				}
+			}
 		}
 		p.mu.Unlock()
 		switch {
 		case errors.Is(err, errFull):
 			return nil, &sendError{class: ErrUnavailable, also: ErrNoFreeProducer,
-				what: "every producer MaxProducers allows is leased"}
+				what: fmt.Sprintf("every producer MaxProducers (%d) allows is held by a Lease", p.cfg.MaxProducers)}
 		case err != nil:
 			return nil, err
-		case a == nil:
+		case a == nil && freed == nil:
 			continue // a producer appeared
 		}
 		if waitStart.IsZero() {
 			waitStart = time.Now()
 			p.waiting.Add(1)
 		}
+		var done chan struct{}
+		if a != nil {
+			done = a.done
+		}
 		select {
-		case <-a.done:
+		case <-done:
 			if a.err != nil && !errors.Is(a.err, ErrPoolClosed) {
 				return nil, unavailable(a.err)
 			}
+		case <-freed:
 		case <-ctx.Done():
 			return nil, unavailable(ctx.Err())
 		case <-p.closing:
 			return nil, closedErr
 		}
 	}
+}
+
+// reclaimIdleLocked frees cap for shared sends when it is all taken and
+// some of it by producers no Lease holds: an idle plain lease producer
+// becomes a shared one (reclaimed); an idle transactional one is closed, and
+// a slot frees when it is gone, as it does when a closing producer is (wait).
+func (p *ProducerPool) reclaimIdleLocked() (reclaimed, wait bool) {
+	for sl := range p.slots {
+		switch {
+		case sl.state == slotIdle && sl.pr.txn == nil:
+			sl.state, sl.lease = slotShared, false
+			p.publishSharedLocked()
+			return true, false
+		case sl.state == slotIdle:
+			sl.state = slotRetiring
+			p.nRetired++
+			p.wg.Add(1)
+			pr := sl.pr
+			go func() { // owned by the pool
+				defer p.wg.Done()
+				p.closeProducer(pr, errors.New("its slot was needed for shared sends"))
+			}()
+			wait = true
+		case sl.state == slotRetiring, sl.state == slotOpening:
+			wait = true
+		}
+	}
+	return false, wait
 }
