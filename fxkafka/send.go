@@ -399,7 +399,7 @@ func (p *ProducerPool) reclaimIdleLocked() (reclaimed, wait bool) {
 	for sl := range p.slots {
 		switch {
 		case sl.state == slotIdle && sl.pr.txn == nil:
-			sl.state, sl.lease = slotShared, false
+			sl.state = slotShared
 			p.publishSharedLocked()
 			return true, false
 		case sl.state == slotIdle:
