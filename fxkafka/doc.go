@@ -125,9 +125,11 @@
 //
 // [*DeliveryError] ([ErrDeliveryUnknown]): the caller's context ended while
 // the message was in flight, or an attempt's outcome was unknown (a lost
-// connection, a timeout, an error code the pool does not know) and the
-// retries (Producer.Retry.Max, 3, with jittered pauses of
-// Producer.Retry.Backoff, 100ms) ran out. The pool never sends it again.
+// connection, a timeout, an error code the pool does not know). Without
+// Idempotent such a batch is failed at once, never sent again; with it, it
+// is retried (Producer.Retry.Max, 3, with jittered pauses of
+// Producer.Retry.Backoff, 100ms), the broker dropping a stored copy, and
+// fails so when the retries run out. The pool never sends a message twice.
 //
 // A broker's answer is read per partition. Leader moves (NOT_LEADER and its
 // kin) send the batch to the new leader; passing conditions are retried; a
@@ -135,9 +137,10 @@
 // producer: its producer id rejected or fenced (a broker that lost its
 // state), its sequence numbers unknown (see Idempotence), or metadata it
 // cannot fetch after its retries. A retired producer takes no new records,
-// fails those waiting on it unsent with ErrUnavailable, lets what is in
-// flight finish, and closes in the background; the next send provisions a
-// fresh one. A lost connection alone is not fatal: the sink reconnects.
+// retries nothing, fails those waiting on it unsent with ErrUnavailable,
+// lets what is in flight be answered, and closes in the background; the
+// next send provisions a fresh one. A lost connection alone is not fatal:
+// the sink reconnects.
 //
 // # Idempotence
 //
@@ -145,8 +148,9 @@
 // when the lane opens, and numbers its batches per partition as Kafka
 // checks them; a retry resends the same batch with the same numbers, so the
 // broker stores it once. Since a lane has one batch in flight, Kafka's limit
-// of five in flight per producer id never binds, and a connection still
-// carries up to five requests. A lane whose batch failed with its outcome
+// of five in flight per producer id never binds; an idempotent producer
+// opens at most five lanes (five producer ids, state every broker keeps),
+// and a connection carries up to sixteen requests. A lane whose batch failed with its outcome
 // unknown no longer knows which number comes next: its producer is retired
 // and replaced rather than guess.
 //
@@ -157,21 +161,17 @@
 // one lane of one producer, so those to one partition are stored in the
 // order given. [ProducerPool.Produce] sends on lane 0 of the oldest shared
 // producer, so the messages a goroutine produces to one partition (one key,
-// with a key hash) are stored in the order produced, across retries and
-// leader moves. The limits:
+// with a key hash) are stored in the order produced, across retries, leader
+// moves and the replacement of a broken producer: the stream moves to the
+// next producer only once the old one has finished (a retired producer
+// retries nothing; Produce waits for it within its context). The limits:
 //
 //   - A message that failed is not stored, and the ones after it may be:
 //     a caller that retries it puts it after them.
-//   - A Produce stream keeps its order while the producer carrying it lives.
-//     When that producer is retired, the stream moves to the next one while
-//     batches in flight on the old one still finish, and may be retried
-//     there: such a batch can be stored after messages produced later.
-//   - Without Idempotent the broker cannot tell a retry from a new batch: a
-//     batch whose attempt timed out or lost its connection may be stored
-//     twice. The pool sends nothing after it on its lane until its last
-//     attempt is answered, so the copies are not sent after a later batch,
-//     though a broker that has not yet processed an attempt from a broken
-//     connection may still store it later.
+//   - Without Idempotent the broker cannot tell a retry from a new batch, so
+//     a batch whose attempt timed out or lost its connection is not sent
+//     again: it fails as outcome unknown, and may or may not be stored,
+//     before the batches after it on its lane.
 //
 // # Produce, Flush and backpressure
 //
@@ -204,18 +204,20 @@
 // fail with a DeliveryError, those not yet sent with ErrPoolClosed, and
 // Close returns an error wrapping the context's. Every promise has run when
 // Close returns (a Produce after Close gets its promise on a goroutine of
-// its own). Close waits for a promise that is running, whatever its context.
-// Close is safe to call more than once and concurrently.
+// its own), unless a promise is still running two seconds after the context
+// ended: then Close returns an error saying so, and the promise goroutine
+// runs the rest when it returns. Close is safe to call more than once and
+// concurrently.
 //
 // # Leases and transactions
 //
 // [ProducerPool.Lease] hands one producer to one caller until
 // [Lease.Release], counted against Config.MaxProducers with the shared ones
 // and provisioned through the same single attempt and backoff. A released
-// producer is kept, idle, for the next Lease, and keeps its place under the
-// cap: shared sends cannot use it, so once leases have taken every slot,
-// shared sends fail with ErrNoFreeProducer even after the leases are
-// released. With
+// producer is kept, idle, for the next Lease, until a shared send finds the
+// cap taken: then an idle plain producer becomes a shared one, and an idle
+// transactional one is closed to free its slot. Shared sends fail with
+// ErrNoFreeProducer only while leases hold every slot. With
 // Config.TransactionalID set, leased producers are transactional, each with
 // the id "<TransactionalID>-<n>" (n the lowest free slot, so a restarted
 // service reuses its ids and fences its predecessor's), one lane and one

@@ -36,7 +36,8 @@ type HookSendStart interface {
 
 // HookSendEnd is called once per message that [HookSendStart] saw, when its outcome is known: acknowledged
 // (info.Err nil), refused, failed, or abandoned because the caller's context ended. It runs on the
-// goroutine that learned the outcome: a pool goroutine for a broker's answer, the caller's for a
+// goroutine that learned the outcome: for a broker's answer, the goroutine reading that connection's
+// responses; the caller's for a
 // send that failed before hand-off or whose caller stopped waiting. ctx is the one OnSendStart
 // returned; msg is the pool's copy, with Partition, Offset and Timestamp set when acknowledged.
 //

@@ -18,12 +18,15 @@ import (
 // [New] only validates its arguments: the first send provisions the first
 // producer. A producer is a sarama client (its own connections and the
 // cluster's metadata) under the pool's own batching: records of concurrent
-// sends are gathered into batches per partition and sent with several
-// produce requests in flight per connection, so a send waits one broker round
-// trip, not the batch ahead of it too. A further producer is provisioned
-// only when the open ones are saturated (every request slot of a connection
-// in flight and records still waiting) and fewer than Config.MaxProducers
-// exist. Sends go to the least-loaded producer.
+// sends are gathered into batches per partition, and produce requests are
+// pipelined on a connection when the broker is far enough for that to pay,
+// so a send waits one broker round trip, not the batch ahead of it too. A
+// further producer is provisioned when the least-loaded shared producer is
+// busy (a connection with every request slot in flight and records waiting
+// while requests pipeline, or Config.ProducerBusyAt records) and fewer than
+// Config.MaxProducers exist. Synchronous sends go to the least-loaded
+// producer; [ProducerPool.Produce] to the oldest, so that a stream's
+// messages to a partition share a lane.
 //
 // A pool must be closed with [ProducerPool.Close] (the Fx module does it in
 // its OnStop hook), which flushes and closes every producer it made.
@@ -124,7 +127,7 @@ type Stats struct {
 	Leased       int // leases held now (not yet released)
 	InFlight     int // messages accepted and not yet acknowledged or failed
 	Waiting      int // callers waiting for a producer to be provisioned
-	Buffered     int // messages Produce handed over whose promise has not yet run
+	Buffered     int // messages Produce handed over whose promise has not yet returned
 
 	// Counters since New.
 
@@ -135,7 +138,7 @@ type Stats struct {
 	FailedUnknown     int64         // messages failed with a DeliveryError (may have been written)
 	ProvisionAttempts int64         // provisioning attempts started
 	ProvisionFailures int64         // provisioning attempts that failed
-	ProducersRetired  int64         // producers taken out of the pool: found broken, or closed by Close
+	ProducersRetired  int64         // producers taken out of the pool: found broken, replaced when a lease was released, or closed by Close
 	WaitCount         int64         // sends that waited for a producer to be provisioned
 	WaitDuration      time.Duration // total time those sends waited
 

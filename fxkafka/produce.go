@@ -22,11 +22,14 @@ import (
 //
 // Order: messages one goroutine produces to the same partition (the same
 // key, with a key-hash partitioner) are stored in the order produced, also
-// across retries and leader moves: Produce sends each partition's messages
-// on one lane with one batch in flight at a time. With Idempotent the
-// broker also stores each of them once. Without Idempotent a retried batch
-// may be stored twice (a broker answered too late), but never after a batch
-// that followed it.
+// across retries, leader moves and the replacement of a broken producer:
+// Produce sends each partition's messages on one lane with one batch in
+// flight at a time, and moves to a new producer only once the one before
+// has finished. A batch is retried only when it was not stored, or, with
+// Idempotent, when the broker drops a stored copy; without Idempotent a
+// batch that may have been stored (its answer lost) is failed as outcome
+// unknown instead of sent again, so nothing is stored twice or out of
+// order, but such a message may be missing while later ones are stored.
 //
 // Backpressure: when Config.MaxBufferedMessages messages (or
 // Config.MaxBufferedBytes of them) wait for their promise, Produce blocks
@@ -43,7 +46,10 @@ import (
 // slow promise delays the promises after it, and holds its message's buffer
 // space until it returns, so it slows Produce too, but never a send already
 // made. A promise that panics is recovered: the pool logs the panic and its
-// stack at error level and goes on with the next promise.
+// stack at error level and goes on with the next promise. A promise must
+// not call Flush or Close (they wait for the promises, this one included),
+// nor Produce with a context that never ends (on a full buffer it would wait
+// for space that only the promise goroutine frees).
 func (p *ProducerPool) Produce(ctx context.Context, msg *sarama.ProducerMessage, promise func(*sarama.ProducerMessage, error)) {
 	if promise == nil {
 		promise = func(*sarama.ProducerMessage, error) {}
