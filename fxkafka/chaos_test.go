@@ -335,14 +335,17 @@ func checkStored(t *testing.T, env *chaosEnv, results map[string]error, idempote
 	for v, n := range stored {
 		tally.stored++
 		tally.duplicates += n - 1
-		if n > 1 && idempotent {
+		// The pool never sends a message twice: with Idempotent it retries
+		// and the broker drops the copy; without, it never retries a batch
+		// that may be stored.
+		if n > 1 {
 			var where []storedRecord
 			for _, r := range recs {
 				if r.Value == v {
 					where = append(where, r)
 				}
 			}
-			t.Errorf("%s stored %d times with Idempotent (%v); its sender got %v", v, n, where, results[v])
+			t.Errorf("%s stored %d times (Idempotent %v: %v); its sender got %v", v, n, idempotent, where, results[v])
 		}
 	}
 	for v, err := range results {
@@ -392,12 +395,18 @@ func TestPoolRecoversFromAFullBrokerRestart(t *testing.T) {
 			require.GreaterOrEqual(t, p.Stats().Producers, 1)
 			c.Close()
 			waitFor(t, 10*time.Second, "the outage to be seen", func() bool { return p.Stats().FailedUnavailable >= 50 })
-			c = startBroker(t, addr, topic) // empty: a new cluster on the same port
+			startBroker(t, addr, topic) // empty: a new cluster on the same port
 			recovery := measureRecovery(t, p)
 			results := l.end()
 			t.Logf("every send of a %d-sender burst succeeded %v after the broker came back; %d producers replaced",
 				chaosSenders, recovery.Round(time.Millisecond), p.Stats().ProducersRetired)
-			assert.Positive(t, p.Stats().ProducersRetired, "broken producers were replaced")
+			if idempotent {
+				// The new broker knows none of the producer ids: those
+				// producers are finished and must have been replaced. A
+				// plain producer may live through the outage (its sinks
+				// reconnect) or be replaced, as the outage's length has it.
+				assert.Positive(t, p.Stats().ProducersRetired, "producers whose ids the broker lost were replaced")
+			}
 			assert.Less(t, recovery, 3*time.Second)
 			for v, err := range results {
 				if err != nil {

@@ -1,8 +1,6 @@
 package fxkafka
 
 import (
-	"errors"
-
 	"github.com/IBM/sarama"
 )
 
@@ -88,10 +86,4 @@ func splittable(k sarama.KError) bool {
 		return true
 	}
 	return false
-}
-
-// notConnected reports whether a request failed before any of it could
-// reach the broker: sarama had no connection, or the dial failed.
-func notConnected(err error) bool {
-	return errors.Is(err, sarama.ErrNotConnected) || errors.Is(err, sarama.ErrClosedClient) || errors.Is(err, errAborted)
 }

@@ -26,7 +26,7 @@ const (
 	DefaultCompression         = "none"           // Config.Compression
 	DefaultKeyHash             = "fnv1a"          // Config.KeyHash
 	DefaultMaxBatchBytes       = 1024 * 1024      // Config.MaxBatchBytes (or MaxMessageBytes, if larger)
-	DefaultMaxBufferedMessages = 10000            // Config.MaxBufferedMessages
+	DefaultMaxBufferedMessages = 100000           // Config.MaxBufferedMessages
 	DefaultMaxBufferedBytes    = 64 * 1024 * 1024 // Config.MaxBufferedBytes (or MaxMessageBytes, if larger)
 
 	// DefaultLinger is Config.Linger's default: how long a batch may wait
@@ -60,16 +60,20 @@ type Config struct {
 	// Env: KAFKA_CLIENT_ID.
 	ClientID string `json:"clientID" yaml:"clientID" env:"KAFKA_CLIENT_ID"`
 
-	// MaxProducers caps how many sarama producers the pool keeps open.
+	// MaxProducers caps how many producers (each a sarama client with its
+	// own connections) the pool holds: shared and leased, those being
+	// provisioned and those still closing all count.
 	// 0 means DefaultMaxProducers (4); a negative value is an error.
 	// Env: KAFKA_MAX_PRODUCERS.
 	MaxProducers int `json:"maxProducers" yaml:"maxProducers" env:"KAFKA_MAX_PRODUCERS"`
 
-	// ProducerBusyAt is the number of in-flight messages at which a producer
-	// counts as busy: the pool provisions another producer (up to
-	// MaxProducers) only when every open producer carries at least this many.
-	// One sarama producer batches concurrent sends well, and extra producers
-	// split its batches, so the default is high. 0 means
+	// ProducerBusyAt is the number of messages placed on a producer and not
+	// yet answered at which it counts as busy: the pool provisions another
+	// producer (up to MaxProducers) when the least-loaded one is busy. A
+	// producer also counts as busy, whatever its load, when requests
+	// pipeline and one of its connections has every request slot in flight
+	// with records waiting. One producer batches concurrent sends, and extra
+	// producers split its batches, so the default is high. 0 means
 	// DefaultProducerBusyAt (1024). Env: KAFKA_PRODUCER_BUSY_AT.
 	ProducerBusyAt int `json:"producerBusyAt" yaml:"producerBusyAt" env:"KAFKA_PRODUCER_BUSY_AT"`
 
@@ -85,20 +89,23 @@ type Config struct {
 	// Env: KAFKA_REQUIRED_ACKS.
 	RequiredAcks string `json:"requiredAcks" yaml:"requiredAcks" env:"KAFKA_REQUIRED_ACKS"`
 
-	// Idempotent turns on sarama's idempotent producer: the broker stores
-	// each message once even when sarama retries it. It requires (and sets)
-	// RequiredAcks "all", one open request per connection, and a Version of
-	// at least 0.11; setting RequiredAcks to anything else is an error. It
-	// costs some throughput (one request in flight per broker connection):
-	// 0.89x at 1 sender and 0.95x at 16 against kfake, see the README.
-	// Default false. Env: KAFKA_IDEMPOTENT ("true" or "false").
+	// Idempotent makes the broker store each message once even when the
+	// pool sends its batch again (after a timeout or a lost connection):
+	// each lane of a producer gets a producer id of its own and numbers its
+	// batches. It requires (and sets) RequiredAcks "all" and a Version of at
+	// least 0.11; setting RequiredAcks to anything else is an error. A lane
+	// whose batch failed with its outcome unknown retires its producer,
+	// which is replaced. Default false.
+	// Env: KAFKA_IDEMPOTENT ("true" or "false").
 	Idempotent bool `json:"idempotent" yaml:"idempotent" env:"KAFKA_IDEMPOTENT"`
 
-	// Partitioner chooses a message's partition when it does not set one:
-	// "sticky" (the default) hashes keyed messages with KeyHash and sends
-	// keyless ones to one partition for a run of messages before moving on,
-	// so concurrent sends batch together; "hash" is sarama's default (keyed
-	// hashed, keyless random). Env: KAFKA_PARTITIONER.
+	// Partitioner chooses the partition of a keyless message (a keyed one
+	// is hashed with KeyHash either way):
+	// "sticky" (the default) keeps keyless messages on one partition so
+	// they batch together, moving on after each batch when requests
+	// pipeline and after 64 KiB when they do not; "hash" picks a random
+	// partition for each, as sarama's default partitioner does.
+	// Env: KAFKA_PARTITIONER.
 	Partitioner string `json:"partitioner" yaml:"partitioner" env:"KAFKA_PARTITIONER"`
 
 	// KeyHash is how a keyed message's partition is chosen: "fnv1a" (the
@@ -141,9 +148,10 @@ type Config struct {
 	// Env: KAFKA_LINGER, a Go duration such as "5ms".
 	Linger time.Duration `json:"linger" yaml:"linger" env:"KAFKA_LINGER"`
 
-	// MaxBufferedMessages bounds the messages waiting in the pool (accepted
-	// by Produce, not yet acknowledged or failed). 0 means
-	// DefaultMaxBufferedMessages (10000). Env: KAFKA_MAX_BUFFERED_MESSAGES.
+	// MaxBufferedMessages bounds the messages Produce has handed to the pool
+	// whose promise has not yet returned; when it is reached, Produce waits
+	// for space. 0 means DefaultMaxBufferedMessages (100000, as librdkafka's
+	// queue.buffering.max.messages). Env: KAFKA_MAX_BUFFERED_MESSAGES.
 	MaxBufferedMessages int `json:"maxBufferedMessages" yaml:"maxBufferedMessages" env:"KAFKA_MAX_BUFFERED_MESSAGES"`
 
 	// MaxBufferedBytes bounds the bytes of those messages. It must hold one

@@ -1,139 +1,315 @@
-// Package fxkafka is a lazily provisioned, capped pool of IBM/sarama
-// producers behind a context-aware send API, wired into the Uber Fx
-// lifecycle.
+// Package fxkafka is a lazily provisioned, capped pool of Kafka producers
+// behind a context-aware send API, wired into the Uber Fx lifecycle. It
+// speaks Kafka through IBM/sarama's protocol layer and builds its own
+// batches.
 //
-// A service that builds its sarama producer at startup fails to start while
-// Kafka is down, because sarama dials and fetches metadata in its
-// constructor. fxkafka's [ProducerPool] dials nothing until the first send,
-// so the service starts; sends made during an outage fail fast with
-// [ErrUnavailable]; the pool recovers by itself when the brokers return; and
-// [ProducerPool.Close] (the Fx OnStop hook) flushes and closes every producer
-// it made.
+// A service that builds its Kafka producer at startup fails to start while
+// Kafka is down: sarama dials and fetches metadata in its constructor. A
+// [ProducerPool] dials nothing until the first send, so the service starts;
+// sends during an outage fail fast with [ErrUnavailable]; the pool recovers
+// by itself when the brokers return; and [ProducerPool.Close] (the Fx OnStop
+// hook) flushes what it holds.
 //
 //	app := fx.New(
 //		fxkafka.Module, // Config from KAFKA_BROKERS etc., *ProducerPool, Producer
 //		fx.Provide(NewHandler), // func NewHandler(p fxkafka.Producer) *Handler
 //	)
 //
-// Without Fx, [New] a pool from a [Config] and [ProducerPool.Close] it when
-// done.
+// Without Fx, [New] a pool from a [Config] and Close it when done. Send
+// synchronously with [ProducerPool.SendMessage] and
+// [ProducerPool.SendMessages] (the [Producer] interface), or asynchronously
+// with [ProducerPool.Produce] and [ProducerPool.Flush].
 //
-// # Guarantees
+// # How a send travels
 //
-//   - Startup: [New] and the OnStart hook never touch the network.
-//   - Lazy and capped: the first send provisions the first producer; another
-//     is provisioned only when every open producer is busy
-//     (Config.ProducerBusyAt in-flight messages) and fewer than
-//     Config.MaxProducers exist. Producers are shared, not locked per send:
-//     each send goes to the least-loaded one.
-//   - Deadlines: every send honours its context, even against a broker that
-//     accepts connections and never answers. Provisioning runs one attempt at
-//     a time in a goroutine of the pool's, bounded by Config.ProvisionTimeout;
-//     callers wait for it only as long as their context allows. An attempt a
-//     caller stopped waiting for finishes, and its producer is kept.
-//   - Outage: with no producer to be had, a send fails at once with an error
-//     wrapping [ErrUnavailable] and the cause. Such a message was never handed
-//     to Kafka and is never delivered later, so retrying it is safe. After a
-//     failed attempt the pool backs off (from a tenth of
-//     Config.ProvisionBackoffMax, doubling, jittered) and sends fail without
-//     dialing until the pause ends.
-//   - Recovery: the first send after the pause provisions again, so the pool
-//     notices returning brokers within Config.ProvisionBackoffMax (1s).
-//   - Delivery: a nil error means the brokers acknowledged the message with
-//     Config.RequiredAcks. A [*DeliveryError] ([ErrDeliveryUnknown]) means the
-//     message was handed to a producer and not acknowledged: it may have been
-//     written. The pool never drops a message it accepted and never sends one
-//     twice: only a message that never reached sarama is ever routed again.
-//     sarama's own retries (Producer.Retry.Max) may store a message twice
-//     unless Config.Idempotent is set, with which the broker stores each
-//     acknowledged message once.
-//   - Broken producers: a producer whose errors show it cannot recover by
-//     itself (no broker reachable, its connection lost, its circuit breaker
-//     open, its producer id rejected or fenced after a broker restart) is
-//     taken out of routing at once and closed in the background; the next
-//     send provisions a fresh one. sarama's circuit breaker would otherwise
-//     fail a share of sends for 10s after the broker is back.
-//   - Stop: [ProducerPool.Close] refuses new sends with [ErrPoolClosed],
-//     cancels provisioning under way, lets handed-off messages finish,
-//     flushes and closes every producer, and returns within its context with
-//     none of the pool's goroutines left. A send racing Close ends in nil or
-//     ErrPoolClosed.
+// A send validates the message and copies its key, value and headers into a
+// record of the pool's own (calling the key's and value's Encode once, on
+// the caller's goroutine), so sarama never reads the caller's memory. The
+// record joins a partition of a producer: a key is hashed as
+// Config.KeyHash says ("fnv1a", where sarama's NewHashPartitioner puts it,
+// or "murmur2", where Kafka's Java client, franz-go and librdkafka put it);
+// a keyless record goes to the topic's sticky partition (Config.Partitioner
+// "sticky", the default) or a random one ("hash"). msg.Partition is not
+// read unless a partitioner set with [WithSaramaConfig] reads it.
 //
-// # Errors
+// Within a partition, records wait in lanes. A lane has at most one batch in
+// flight, which is how a lane keeps its order across retries; several lanes
+// let unordered sends to one partition leave without waiting for the batch
+// ahead. A sink per broker cuts batches (up to Config.MaxBatchBytes, after
+// Config.Linger if one is set) from the partitions that broker leads, one
+// batch per partition per produce request, and sends them on the producer's
+// connection to that broker.
 //
-// Every error a send returns says whether the message may have been written:
+// Whether a second request leaves while one is in flight is measured, not
+// configured: each producer compares the shortest recent round trip with the
+// shortest time it took to build and write a request. When the round trip is
+// ten times that cost or more (a broker a millisecond away), requests are
+// pipelined, up to Net.MaxOpenRequests (5) per connection, and keyless
+// records move to another partition with nothing in flight after each
+// batch, so they spread rather than queue. When it is not (a broker on
+// loopback), one request is in flight per connection, the records that
+// arrive meanwhile make the next batch larger, and keyless records stay on
+// one partition for 64 KiB.
 //
-//	ErrInvalidMessage   not sent: nil, no topic, or larger than MaxMessageBytes
+// # Provisioning
+//
+// A producer is a sarama client of its own (its own dialer, connections and
+// metadata) with the pool's batching on top. The pool holds every producer,
+// from the start of its provisioning until it has closed, as one slot in one
+// table: shared, leased, idle lease, retiring, or being provisioned. One
+// place starts attempts, and it checks, in order: the pool is open; an
+// attempt is under way (the caller joins it: one attempt at a time, for
+// sends, leases and [ProducerPool.Ping] alike); fewer slots than
+// Config.MaxProducers exist, every slot counted (so the cap holds while a
+// producer is still being made or still closing); the backoff after a
+// failure has passed. An attempt dials, fetches metadata and, with
+// idempotence or a transactional id, a producer id, in a goroutine of the
+// pool's, bounded by Config.ProvisionTimeout and by Close. Callers wait for
+// it as long as their context allows; an attempt a caller stopped waiting
+// for finishes, and its producer is kept. [Stats].Provisioning counts the
+// attempt under way.
+//
+// After a failed attempt the pool pauses, from a tenth of
+// Config.ProvisionBackoffMax and doubling up to it, half fixed and half
+// random so that a fleet does not retry in step. Meanwhile a send that finds
+// no producer open fails at once with ErrUnavailable and dials nothing; the
+// first send after the pause tries again, so returning brokers are noticed
+// within ProvisionBackoffMax (1s).
+//
+// # Growth
+//
+// Sends go to the least-loaded shared producer. One producer carries any
+// number of concurrent sends, and a second one splits the batches a single
+// one would build, so another is provisioned only when the least-loaded one
+// is busy, and the cap allows: one of its connections has every request
+// slot in flight with records still waiting while requests pipeline (the
+// queueing a second connection would remove), or it carries
+// Config.ProducerBusyAt records. [ProducerPool.Produce] keeps to the oldest
+// shared producer (see Ordering); when that one is busy the pool grows all
+// the same, but the producers it adds carry only synchronous sends, so a
+// service that only produces asynchronously needs no more than one
+// (Config.MaxProducers 1).
+//
+// # Delivery and errors
+//
+// A nil error means the brokers acknowledged the message with
+// Config.RequiredAcks. Every error says whether the message may have been
+// written, and matches one of (see [ErrorClass]):
+//
+//	ErrInvalidMessage   refused, not written: by the pool's checks or by the broker
 //	ErrPoolClosed       not sent: the pool is closed or closing
-//	ErrUnavailable      not sent: no broker reachable, or ctx ended before a producer took it
-//	*DeliveryError      handed to a producer, not acknowledged: may have been written
+//	ErrUnavailable      not sent, and never sent later: retrying is safe
+//	*DeliveryError      sent, not acknowledged: it may have been written
 //
-// The errors wrap their causes (dial errors, [sarama.KError] values, context
-// errors), which [errors.Is] and [errors.As] reach.
+// [ErrUnavailable]: no producer could be had (no broker reachable, the pool
+// backing off, [ErrNoFreeProducer] when lease producers hold the cap), the
+// caller's context ended before the message left in a request, or the
+// brokers had no leader for it until the retries ran out. A synchronous send whose
+// caller stops waiting before its message was cut into a batch withdraws
+// the message, so it is never written later.
 //
-// # sarama settings
+// [ErrInvalidMessage]: nil, no topic, a timestamp Kafka cannot store,
+// headers before Kafka 0.11, larger than Config.MaxMessageBytes (counted as
+// the broker counts it), a topic that does not exist (remembered for a
+// second, so a caller looping on a typo costs one metadata request a
+// second), or a batch the broker refused for what it holds
+// (MESSAGE_TOO_LARGE, INVALID_RECORD, not authorised...). One caller's bad
+// record never fails another's: when the broker refuses a batch of several
+// records for one record's sake (its size, its content, its timestamp), the
+// records it names fail and the rest go back to the front of their lane; if
+// it names none, they are sent again in halves until the bad one is alone.
+// (A batch an earlier attempt of which may have been stored is not split,
+// which could store it twice: it fails whole, as a DeliveryError.)
+// [ProducerPool.SendMessages] runs the pool's checks on every message first
+// and sends nothing if one fails them.
 //
-// Each producer gets its own sarama.Config; these are chosen on purpose:
+// [*DeliveryError] ([ErrDeliveryUnknown]): the caller's context ended while
+// the message was in flight, or an attempt's outcome was unknown (a lost
+// connection, a timeout, an error code the pool does not know). Without
+// Idempotent such a batch is failed at once, never sent again; with it, it
+// is retried (Producer.Retry.Max, 3, with jittered pauses of
+// Producer.Retry.Backoff, 100ms), the broker dropping a stored copy, and
+// fails so when the retries run out. The pool never sends a message twice.
 //
-//   - Net.Proxy.Dialer is a dialer of the pool's that keeps every connection
-//     it opened. sarama's blocking calls take no context; closing those
-//     connections is how the pool ends a provisioning attempt against a
-//     broker that never answers (at ProvisionTimeout, or on Close) and how a
-//     Close whose context ended abandons in-flight requests.
-//   - Net.DialTimeout 3s (sarama: 30s): an unreachable address fails an
-//     attempt in seconds, not half a minute. A refused connection fails at once.
-//   - Net.ReadTimeout and WriteTimeout 10s (sarama: 30s), above
-//     Producer.Timeout 5s (sarama: 10s), the time the broker may wait for
-//     replicas before answering: a hung broker holds sarama's requests for at
-//     most 10s. Callers never wait that long unless their context allows it.
-//   - Metadata.Retry.Max 1 with a 100ms pause (sarama: 3 × 250ms), and no
-//     pause at all while provisioning: with nothing listening an attempt fails
-//     in about a millisecond, and the pool's jittered backoff, not sarama's,
-//     paces the next one. Metadata.Timeout is ProvisionTimeout.
-//   - Metadata.Full true (sarama's default): provisioning fetches the
-//     cluster's metadata, which is the proof that a broker answers.
-//   - Producer.Retry.Max 3 with 100ms pauses (sarama's defaults): leader moves
-//     and transient broker errors are retried inside sarama. Once the pool
-//     abandons a producer the pauses drop to zero so it winds down at once.
-//   - Producer.RequiredAcks from Config.RequiredAcks, default WaitForAll (all
-//     in-sync replicas, Kafka's own default since 3.0; sarama's is the
-//     leader only).
-//   - Producer.Return.Successes and Errors true: each send waits for its own
-//     message's result, drained by goroutines the pool owns (eight for
-//     successes: sarama feeds them from one goroutine per broker through an
-//     unbuffered channel, which one receiver cannot keep up with).
-//   - Producer.Partitioner is sticky for keyless messages (a run of 256 to
-//     one partition, then another) and sarama's hash for keyed ones; see
-//     Config.Partitioner.
-//   - With Config.Idempotent: Producer.Idempotent, RequiredAcks WaitForAll
-//     and Net.MaxOpenRequests 1, as sarama requires.
-//   - MetricRegistry is a per-producer no-op registry: sarama's go-metrics
-//     cost a little on every request and start a process-wide goroutine that
-//     never exits; the pool reports [Stats] instead. Nothing global is set.
+// A broker's answer is read per partition. Leader moves (NOT_LEADER and its
+// kin) send the batch to the new leader; passing conditions are retried; a
+// refusal splits the batch as above. Only a producer-wide failure retires a
+// producer: its producer id rejected or fenced (a broker that lost its
+// state), its sequence numbers unknown (see Idempotence), or metadata it
+// cannot fetch after its retries. A retired producer takes no new records,
+// retries nothing, fails those waiting on it unsent with ErrUnavailable,
+// lets what is in flight be answered, and closes in the background; the
+// next send provisions a fresh one. A lost connection alone is not fatal:
+// the sink reconnects.
 //
-// # Security, readiness, metrics
+// # Idempotence
 //
-// Config's TLS fields (a CA file, a client certificate and key, a server
-// name, and an insecure-skip-verify switch that is logged as a warning) and
-// SASL fields (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) are checked when the pool
-// is made; the password is a [Secret], which never prints.
-// [ProducerPool.Ping] reports whether a broker answers, for readiness
-// probes. [ProducerPool.Stats] is a snapshot like sql.DBStats; the
-// fxkafkaprom package exports it to Prometheus.
+// With Config.Idempotent each lane has a producer id of its own, fetched
+// when the lane opens, and numbers its batches per partition as Kafka
+// checks them; a retry resends the same batch with the same numbers, so the
+// broker stores it once. Since a lane has one batch in flight, Kafka's limit
+// of five in flight per producer id never binds; an idempotent producer
+// opens at most five lanes (five producer ids, state every broker keeps),
+// and a connection carries up to sixteen requests. A lane whose batch failed with its outcome
+// unknown no longer knows which number comes next: its producer is retired
+// and replaced rather than guess.
+//
+// # Ordering
+//
+// Concurrent synchronous sends have no order among themselves: a
+// SendMessage may take any lane. The messages of one SendMessages call take
+// one lane of one producer, so those to one partition are stored in the
+// order given. [ProducerPool.Produce] sends on lane 0 of the oldest shared
+// producer, so the messages a goroutine produces to one partition (one key,
+// with a key hash) are stored in the order produced, across retries, leader
+// moves and the replacement of a broken producer: the stream moves to the
+// next producer only once the old one has finished (a retired producer
+// retries nothing; Produce waits for it within its context). The limits:
+//
+//   - A message that failed is not stored, and the ones after it may be:
+//     a caller that retries it puts it after them.
+//   - Without Idempotent the broker cannot tell a retry from a new batch, so
+//     a batch whose attempt timed out or lost its connection is not sent
+//     again: it fails as outcome unknown, and may or may not be stored,
+//     before the batches after it on its lane.
+//
+// # Produce, Flush and backpressure
+//
+// [ProducerPool.Produce] returns once the message is placed on a producer;
+// its promise is called exactly once with the outcome, in the classes above.
+// Config.MaxBufferedMessages and Config.MaxBufferedBytes bound what waits in
+// the pool: a full buffer makes Produce block until space frees or its
+// context ends (the promise then gets ErrUnavailable). A message holds its
+// space until its promise has returned. [ProducerPool.Flush] waits for every
+// message produced before it, promises included, and sends lingering
+// batches at once.
+//
+// Promises run on one goroutine of the pool's, in the order outcomes arrive
+// (for one partition, the order produced), never on the caller's or the
+// network's: a slow promise delays the promises after it and, by holding
+// buffer space, Produce, but never a request. A promise that panics is
+// recovered and logged with its stack at error level; the next promise
+// runs. A promise may start work, call SendMessage, or Produce with a
+// context that ends; it must not call Flush (it would wait for itself),
+// Close (the same, whatever Close's context), or Produce with a context that
+// never ends (on a full buffer it would wait for space only it can free).
+//
+// # Close
+//
+// [ProducerPool.Close] refuses new sends with ErrPoolClosed at once, cancels
+// provisioning under way, sends what lingers, waits for every message
+// accepted to be acknowledged or to fail, closes the producers, runs the
+// promises still due, and returns when the pool's goroutines have exited.
+// If its context ends first, it aborts the connections: messages in flight
+// fail with a DeliveryError, those not yet sent with ErrPoolClosed, and
+// Close returns an error wrapping the context's. Every promise has run when
+// Close returns (a Produce after Close gets its promise on a goroutine of
+// its own), unless a promise is still running two seconds after the context
+// ended: then Close returns an error saying so, and the promise goroutine
+// runs the rest when it returns. Close is safe to call more than once and
+// concurrently.
 //
 // # Leases and transactions
 //
 // [ProducerPool.Lease] hands one producer to one caller until
-// [Lease.Release], counted against Config.MaxProducers. With
+// [Lease.Release], counted against Config.MaxProducers with the shared ones
+// and provisioned through the same single attempt and backoff. A released
+// producer is kept, idle, for the next Lease, until a shared send finds the
+// cap taken: then an idle plain producer becomes a shared one, and an idle
+// transactional one is closed to free its slot. Shared sends fail with
+// ErrNoFreeProducer only while leases hold every slot. With
 // Config.TransactionalID set, leased producers are transactional, each with
-// its own transactional id, and [Lease.BeginTxn], [Lease.CommitTxn] and
-// [Lease.AbortTxn] frame their sends. Close aborts the transactions of
-// leases not released.
+// the id "<TransactionalID>-<n>" (n the lowest free slot, so a restarted
+// service reuses its ids and fences its predecessor's), one lane and one
+// producer id. The pool runs the transaction itself: it adds each new
+// partition to the transaction before the first record for it is placed,
+// [Lease.CommitTxn] waits for every message of the transaction and commits
+// only if none failed, and [Lease.AbortTxn] aborts. Release aborts a
+// transaction left open; a producer whose transaction state is unknown is
+// replaced rather than reused; Close aborts the transactions of leases not
+// released.
+//
+// # Hooks
+//
+// [WithHook] registers a [Hook]; the pool calls the Hook* interfaces it
+// implements. [HookSendStart] runs once per accepted message on the caller's
+// goroutine, before the message is placed, with the pool's copy (headers it
+// adds are sent). [HookSendEnd] runs once per message that hook saw, on the
+// goroutine that learned the outcome: for a broker's answer the one reading
+// that connection, for a send that failed before it was placed or whose
+// caller stopped waiting the caller's; it has returned before the send
+// returns or the promise is called. [HookProvision] runs on the
+// provisioning goroutine, [HookRetire] on the goroutine that closed the
+// producer. Hooks run on the send path: keep them fast, never block.
+//
+// # sarama settings
+//
+// New builds one *sarama.Config from the Config, runs [WithSaramaConfig]'s
+// funcs on it, and gives every producer a copy. The pool owns, and New
+// refuses a func that changes:
+//
+//   - Net.Proxy.* and the dial settings (DialTimeout 3s, KeepAlive,
+//     LocalAddr): the pool's dialer makes every connection, so it can close
+//     them (sarama's blocking calls take no context: that is how a hung
+//     broker's provisioning ends at ProvisionTimeout or Close, and how a
+//     Close out of time gives up).
+//   - Net.TLS.*: the dialer does TLS itself (see Security).
+//   - Net.ReadTimeout and WriteTimeout 10s (sarama: 30s): they bound how long
+//     a broker that never answers holds a request; Producer.Timeout (the
+//     broker's wait for replicas, 5s) must stay below them.
+//   - Metadata.Full (provisioning fetches metadata as the proof that a broker
+//     answers) and Metadata.Timeout (Config.ProvisionTimeout).
+//   - The Retry.BackoffFunc of Metadata, Producer and Producer.Transaction:
+//     no pause while provisioning (the pool's backoff paces attempts) or
+//     once a producer is being abandoned.
+//   - Producer.Transaction.ID, Producer.Return.*, and MetricRegistry, a no-op
+//     registry per producer (go-metrics starts a goroutine that never exits;
+//     the pool reports Stats).
+//
+// It refuses too a change to a producer setting its send path does not use
+// (Producer.Flush.Bytes, Messages, MaxMessages, Producer.Retry.MaxBuffer*,
+// Producer.Interceptors, Producer.Transaction.Timeout and Retry.*,
+// ChannelBufferSize). It honours, and a func may change (WithSaramaConfig
+// lists them all): ClientID, RackID, Version, Net.MaxOpenRequests (requests in flight per connection when
+// pipelining; 5 with idempotence, whatever is set), Net.SASL.*,
+// Metadata.Retry.*, RefreshFrequency and AllowAutoTopicCreation, and of
+// the producer settings RequiredAcks, Timeout, MaxMessageBytes, Compression,
+// CompressionLevel, Flush.Frequency (the linger), Partitioner (then called
+// with a message holding only Topic, Key and Partition), Idempotent,
+// Retry.Max and Retry.Backoff. What a func sets wins over the Config field.
+//
+// # Security
+//
+// Config's TLS fields (a CA file, a client certificate and key, a server
+// name, and an insecure-skip-verify switch that New logs as a warning) and
+// SASL fields (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, or OAUTHBEARER with
+// [WithTokenProvider]) are parsed once, in New, which reads the files and
+// returns a [*ConfigError] for what cannot work; the password is a
+// [Secret], which never prints. The dialer makes the TLS handshake (TLS 1.2
+// or later), so it sees Kafka's framing in plain text and refuses a response
+// whose announced length no Kafka response has (under 4 bytes; over 1 MiB
+// for the answer to ApiVersions, a connection's first; over
+// sarama.MaxResponseSize) before sarama allocates it: an address of another service (SSH, Redis, a TLS port dialled in
+// plain text) fails an attempt cheaply. SASL uses handshake v1, which
+// frames every exchange.
+//
+// # What the caller owns
+//
+// SendMessage and SendMessages copy what they send before they return or
+// hand anything on: once they return, whatever the outcome, msg and every
+// byte it points to are the caller's again; during the call msg must not
+// change. On success they set msg.Partition, Offset and Timestamp, as
+// sarama's SyncProducer does. Produce copies the bytes before it returns,
+// so buffers are the caller's again at once; the message itself is the
+// pool's until its promise runs, which receives it with Partition, Offset
+// and Timestamp set. msg.Metadata is never touched: a promise may keep its
+// context there.
 //
 // # Fx
 //
-// [Module] provides [Config] (from [ConfigFromEnv]), [*ProducerPool] and
-// [Producer]. It uses the application's *zap.Logger if there is one, and
-// logs nothing otherwise. Override the configuration with fx.Replace, or
-// adjust the environment's with fx.Decorate.
+// [Module] provides [Config] (from the environment, as [ConfigFromEnv]
+// reads it), [*ProducerPool] and [Producer]. It uses the application's
+// *zap.Logger if there is one, and logs nothing otherwise. Set the
+// configuration with fx.Replace, or adjust the environment's with
+// fx.Decorate; give options with [ModuleOptions].
 package fxkafka

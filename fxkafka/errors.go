@@ -47,7 +47,8 @@ var (
 
 	// ErrNoFreeProducer is returned when the cap is taken by producers the
 	// caller cannot use: a send finds every producer MaxProducers allows
-	// leased, or a Lease finds them all shared. It also matches
+	// held by a Lease (a released lease's producer is given to shared sends
+	// instead), or a Lease finds them all shared. It also matches
 	// [ErrUnavailable] (for a send: not written, retrying is safe). Raise
 	// Config.MaxProducers or release leases.
 	ErrNoFreeProducer = errors.New("fxkafka: no free producer")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -109,4 +110,65 @@ func ExampleProducerPool_Close() {
 	// Output:
 	// <nil>
 	// true
+}
+
+// Produce returns without waiting for the broker; each promise gets its
+// message's outcome on a goroutine of the pool's, in the order produced for
+// one partition (here, one key).
+func ExampleProducerPool_Produce() {
+	broker := localBroker()
+	defer broker.Close()
+	pool, err := fxkafka.New(fxkafka.Config{Brokers: broker.ListenAddrs()})
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close(context.Background())
+
+	ctx := context.Background()
+	for _, item := range []string{"book", "pen", "lamp"} {
+		msg := &sarama.ProducerMessage{Topic: "orders", Key: sarama.StringEncoder("customer-7"), Value: sarama.StringEncoder(item)}
+		pool.Produce(ctx, msg, func(msg *sarama.ProducerMessage, err error) {
+			if err != nil {
+				fmt.Println(msg.Value, "not stored:", err) // ErrUnavailable and the like: see SendMessage
+				return
+			}
+			fmt.Println(msg.Value, "stored at offset", msg.Offset)
+		})
+	}
+	if err := pool.Flush(ctx); err != nil { // every promise above has run
+		panic(err)
+	}
+	// Output:
+	// book stored at offset 0
+	// pen stored at offset 1
+	// lamp stored at offset 2
+}
+
+// Flush waits until every message produced before it has its outcome and
+// its promise has returned; its context bounds only the wait.
+func ExampleProducerPool_Flush() {
+	broker := localBroker()
+	defer broker.Close()
+	pool, err := fxkafka.New(fxkafka.Config{Brokers: broker.ListenAddrs()})
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close(context.Background())
+
+	var acked atomic.Int64
+	for i := range 1000 {
+		msg := &sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder(fmt.Sprintf("event-%d", i))}
+		pool.Produce(context.Background(), msg, func(_ *sarama.ProducerMessage, err error) {
+			if err == nil {
+				acked.Add(1)
+			}
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fmt.Println("flush:", pool.Flush(ctx))
+	fmt.Println("acknowledged:", acked.Load(), "still buffered:", pool.Stats().Buffered)
+	// Output:
+	// flush: <nil>
+	// acknowledged: 1000 still buffered: 0
 }

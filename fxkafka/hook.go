@@ -24,8 +24,9 @@ type Hook any
 // [ProducerPool.SendMessages], [ProducerPool.Produce] and a [Lease]'s sends), after the message passed
 // validation and before the pool hands it to a producer, on the caller's goroutine.
 //
-// msg is the pool's own copy of the caller's message: the hook may add or change headers (to
-// propagate a trace context, say), and they are sent; it must not keep msg after
+// msg is the pool's own copy of the caller's message, Headers slice included: the hook may add or
+// change headers (to propagate a trace context, say), and they are sent while the caller's message
+// stays as it was; it must not keep msg after
 // [HookSendEnd.OnSendEnd]. The context returned replaces ctx for this message's
 // [HookSendEnd.OnSendEnd] call (a tracing hook returns the context holding its span); it never
 // changes how long the caller waits.
@@ -35,9 +36,18 @@ type HookSendStart interface {
 
 // HookSendEnd is called once per message that [HookSendStart] saw, when its outcome is known: acknowledged
 // (info.Err nil), refused, failed, or abandoned because the caller's context ended. It runs on the
-// goroutine that learned the outcome: a pool goroutine for a broker's answer, the caller's for a
+// goroutine that learned the outcome: for a broker's answer, the goroutine reading that connection's
+// responses; the caller's for a
 // send that failed before hand-off or whose caller stopped waiting. ctx is the one OnSendStart
 // returned; msg is the pool's copy, with Partition, Offset and Timestamp set when acknowledged.
+//
+// info.Err is the error the caller gets for this message (for [ProducerPool.SendMessages], the
+// [MessageError]'s Err), so a hook and the caller never disagree on the outcome. OnSendEnd has
+// returned before the send that carried the message returns (before [ProducerPool.Produce]'s
+// promise is called), so a trace or a test sees the outcome as soon as the caller does.
+//
+// When the caller stopped waiting (info.Err a [*DeliveryError] holding ctx's error), the pool may
+// still be sending msg: read its Topic, Key, Value and Headers only, and take the rest from info.
 type HookSendEnd interface {
 	OnSendEnd(ctx context.Context, msg *sarama.ProducerMessage, info SendInfo)
 }

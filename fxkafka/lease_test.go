@@ -2,6 +2,7 @@ package fxkafka
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -215,4 +216,26 @@ func TestCloseDuringALeaseProvisioningReturnsByItsDeadline(t *testing.T) {
 	})
 	assert.ErrorIs(t, err, ErrPoolClosed)
 	assert.Zero(t, p.Stats().Producers)
+}
+
+func TestAReleasedLeaseGivesItsSlotToSharedSends(t *testing.T) {
+	checkLeaks(t)
+	for _, txn := range []string{"", "orders-tx"} {
+		t.Run(fmt.Sprintf("TransactionalID=%q", txn), func(t *testing.T) {
+			c := startBroker(t, "", topic)
+			cfg := testConfig(c.ListenAddrs()...)
+			cfg.MaxProducers = 1
+			cfg.TransactionalID = txn
+			p := newTestPool(t, cfg)
+			ctx := context.Background()
+			l, err := p.Lease(ctx)
+			require.NoError(t, err)
+			_, _, err = p.SendMessage(ctx, msg("while leased"))
+			require.ErrorIs(t, err, ErrNoFreeProducer, "the one producer is held")
+			l.Release()
+			_, _, err = p.SendMessage(ctx, msg("after release"))
+			require.NoError(t, err, "a released lease producer does not keep the cap from shared sends")
+			assert.Equal(t, 1, p.Stats().Producers)
+		})
+	}
 }

@@ -2,8 +2,10 @@ package fxkafka
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 
+	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/fx"
@@ -143,4 +145,30 @@ func TestModuleStopFlushesAcknowledgedMessages(t *testing.T) {
 	app.RequireStop()
 	assert.Len(t, readBack(t, c, topic), 10)
 	assert.Zero(t, pool.Stats().Producers)
+}
+
+// endCounter is a hook that counts the sends it sees end.
+type endCounter struct{ ends atomic.Int64 }
+
+func (h *endCounter) OnSendEnd(context.Context, *sarama.ProducerMessage, SendInfo) { h.ends.Add(1) }
+
+func TestModuleAppliesEveryOptionInTheGroup(t *testing.T) {
+	checkLeaks(t)
+	clearEnv(t)
+	c := startBroker(t, "", topic)
+	first, second := &endCounter{}, &endCounter{}
+
+	var pool *ProducerPool
+	app := fxtest.New(t, Module,
+		fx.Replace(Config{Brokers: c.ListenAddrs()}),
+		ModuleOptions(WithHook(first)),
+		ModuleOptions(WithHook(second)),
+		fx.Populate(&pool),
+	)
+	app.RequireStart()
+	_, _, err := pool.SendMessage(context.Background(), msg("hooked"))
+	require.NoError(t, err)
+	app.RequireStop()
+	assert.Equal(t, int64(1), first.ends.Load())
+	assert.Equal(t, int64(1), second.ends.Load())
 }

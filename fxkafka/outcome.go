@@ -8,23 +8,20 @@ import (
 	"github.com/IBM/sarama"
 )
 
-// finisher collects the records a response settled, so that their callers,
-// hooks and promises hear of it after the partition's lock is released.
+// finisher collects the records a response settled, their outcome set on
+// them, so that their callers, hooks and promises hear of it after the
+// partition's lock is released.
 type finisher struct {
-	recs   []*record
-	offs   []int64
-	errs   []error
-	ns     []int
+	groups [][]*record  // the records of whole batches
+	single []*record    // and records one by one
 	ready  []*partState // partitions with something to send again
 	lost   bool         // some partition lost its leader
 	broken error        // the producer must be replaced, for this cause
 }
 
 func (f *finisher) add(r *record, off int64, err error, n int) {
-	f.recs = append(f.recs, r)
-	f.offs = append(f.offs, off)
-	f.errs = append(f.errs, err)
-	f.ns = append(f.ns, n)
+	r.offset, r.err, r.batchN = off, err, n
+	f.single = append(f.single, r)
 }
 
 func (f *finisher) run(pr *producer) {
@@ -42,17 +39,30 @@ func (f *finisher) run(pr *producer) {
 	if f.broken != nil {
 		pr.broken(f.broken)
 	}
+	n := 0
 	aborted := pr.aborted.Load()
-	for i, r := range f.recs {
-		if f.errs[i] != nil && aborted {
-			pr.pool.abandoned.Add(1) // Close (or a retirement) gave up on it
+	finish := func(recs []*record) {
+		for _, r := range recs {
+			if r.err == nil {
+				continue
+			}
+			if aborted {
+				pr.pool.abandoned.Add(1) // Close (or a retirement) gave up on it
+			}
+			if pr.txn != nil {
+				pr.txnFailed(r.err)
+			}
 		}
-		if f.errs[i] != nil && pr.txn != nil {
-			pr.txnFailed(f.errs[i])
-		}
-		pr.pool.complete(r, f.offs[i], f.errs[i], f.ns[i])
+		pr.pool.completeAll(recs)
+		n += len(recs)
 	}
-	if n := len(f.recs); n > 0 {
+	for _, g := range f.groups {
+		finish(g)
+	}
+	if len(f.single) > 0 {
+		finish(f.single)
+	}
+	if n > 0 {
 		pr.unload(int64(n))
 	}
 }
@@ -67,25 +77,27 @@ func (pr *producer) settle(b *batch, block *sarama.ProduceResponseBlock, reqErr 
 	defer ps.mu.Unlock()
 	lp := ps.lanes[b.lane]
 	lp.inflight = nil
+	ps.flying.Add(-1)
 
 	if reqErr != nil {
 		if sent {
 			b.maybeWritten = true
 		}
-		ps.sink = nil // look the leader up again: the broker may be gone
+		ps.setSinkLocked(nil) // look the leader up again: the broker may be gone
 		fin.lost = true
 		pr.retryLocked(lp, b, reqErr, fin)
 		return
 	}
 	if block.Err == sarama.ErrNoError || block.Err == sarama.ErrDuplicateSequenceNumber {
 		// A duplicate is a retry of a batch the broker had stored.
+		n := len(b.recs)
 		for i, r := range b.recs {
-			off := int64(-1)
+			r.offset, r.err, r.batchN = -1, nil, n
 			if block.Offset >= 0 {
-				off = block.Offset + int64(i)
+				r.offset = block.Offset + int64(i)
 			}
-			fin.add(r, off, nil, len(b.recs))
 		}
+		fin.groups = append(fin.groups, b.recs)
 		if lp.retry != nil || len(lp.pending) > 0 {
 			fin.ready = append(fin.ready, ps)
 		}
@@ -97,7 +109,7 @@ func (pr *producer) settle(b *batch, block *sarama.ProduceResponseBlock, reqErr 
 	}
 	switch verdictOf(block.Err) {
 	case verdictLeader:
-		ps.sink = nil
+		ps.setSinkLocked(nil)
 		fin.lost = true
 		pr.retryLocked(lp, b, cause, fin)
 	case verdictRetry:
@@ -114,12 +126,15 @@ func (pr *producer) settle(b *batch, block *sarama.ProduceResponseBlock, reqErr 
 }
 
 // retryLocked schedules b to be sent again after a pause, or fails it once
-// its retries are spent, Close gave up waiting, or the producer was retired
-// as broken: its replacement already sends what came after b, so b sent
-// again now would be stored after later records of its partition.
+// its retries are spent (or Close gave up waiting).
+//
+// A batch that may have been stored is sent again only by an idempotent
+// producer, whose broker drops the copy: without idempotence the pool never
+// sends a message twice, and reports it as outcome unknown instead. A
+// broken producer retries nothing (its successor takes new records; its own
+// must end, so that a stream's order holds across the replacement).
 func (pr *producer) retryLocked(lp *lanePart, b *batch, cause error, fin *finisher) {
-	replaced := pr.retired.Load() && !pr.pool.closed.Load()
-	if b.attempts > pr.set.retries || pr.aborted.Load() || replaced {
+	if b.attempts > pr.set.retries || pr.aborted.Load() || pr.dead.Load() || (b.maybeWritten && !pr.idempotent) {
 		if pr.aborted.Load() && !b.maybeWritten {
 			cause = errGaveUp
 		}

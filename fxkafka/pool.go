@@ -2,7 +2,6 @@ package fxkafka
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -19,12 +18,15 @@ import (
 // [New] only validates its arguments: the first send provisions the first
 // producer. A producer is a sarama client (its own connections and the
 // cluster's metadata) under the pool's own batching: records of concurrent
-// sends are gathered into batches per partition and sent with several
-// produce requests in flight per connection, so a send waits one broker round
-// trip, not the batch ahead of it too. A further producer is provisioned
-// only when the open ones are saturated (every request slot of a connection
-// in flight and records still waiting) and fewer than Config.MaxProducers
-// exist. Sends go to the least-loaded producer.
+// sends are gathered into batches per partition, and produce requests are
+// pipelined on a connection when the broker is far enough for that to pay,
+// so a send waits one broker round trip, not the batch ahead of it too. A
+// further producer is provisioned when the least-loaded shared producer is
+// busy (a connection with every request slot in flight and records waiting
+// while requests pipeline, or Config.ProducerBusyAt records) and fewer than
+// Config.MaxProducers exist. Synchronous sends go to the least-loaded
+// producer; [ProducerPool.Produce] to the oldest, so that a stream's
+// messages to a partition share a lane.
 //
 // A pool must be closed with [ProducerPool.Close] (the Fx module does it in
 // its OnStop hook), which flushes and closes every producer it made.
@@ -42,12 +44,16 @@ type ProducerPool struct {
 	// sends, replaced under mu whenever one is added or removed, so
 	// routing a send takes no lock.
 	shared  atomic.Pointer[[]*producer]
-	closed  atomic.Bool   // set under mu; read without it on the send path
-	closing chan struct{} // closed by Close: wakes callers waiting on provisioning
+	ordered atomic.Pointer[producer] // the producer Produce's streams went to last
+	closed  atomic.Bool              // set under mu; read without it on the send path
+	closing chan struct{}            // closed by Close: wakes callers waiting on provisioning
 	ctx     context.Context
 	cancel  context.CancelFunc // cancels provisioning under way; called by Close
 	wg      sync.WaitGroup     // every goroutine of the pool's, and every producer until closed
-	allDone chan struct{}      // closed when wg is done after Close
+	allDone chan struct{}      // closed when wg is done after Close, and every promise has run
+	// producersDone is closed when wg is done after Close: every producer
+	// and pool goroutine has exited (the promise goroutine may still run).
+	producersDone chan struct{}
 
 	mu          sync.Mutex // protects following
 	slots       map[*slot]struct{}
@@ -84,13 +90,15 @@ type ProducerPool struct {
 func New(cfg Config, opts ...Option) (*ProducerPool, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &ProducerPool{
-		log:        zap.NewNop(),
-		closing:    make(chan struct{}),
-		ctx:        ctx,
-		cancel:     cancel,
-		allDone:    make(chan struct{}),
-		slots:      make(map[*slot]struct{}),
-		leaseFreed: make(chan struct{}),
+		log:     zap.NewNop(),
+		closing: make(chan struct{}),
+		ctx:     ctx,
+		cancel:  cancel,
+		allDone: make(chan struct{}),
+
+		producersDone: make(chan struct{}),
+		slots:         make(map[*slot]struct{}),
+		leaseFreed:    make(chan struct{}),
 	}
 	for _, o := range opts {
 		o.apply(p)
@@ -120,7 +128,7 @@ type Stats struct {
 	Leased       int // leases held now (not yet released)
 	InFlight     int // messages accepted and not yet acknowledged or failed
 	Waiting      int // callers waiting for a producer to be provisioned
-	Buffered     int // messages Produce handed over whose promise has not yet run
+	Buffered     int // messages Produce handed over whose promise has not yet returned
 
 	// Counters since New.
 
@@ -131,7 +139,7 @@ type Stats struct {
 	FailedUnknown     int64         // messages failed with a DeliveryError (may have been written)
 	ProvisionAttempts int64         // provisioning attempts started
 	ProvisionFailures int64         // provisioning attempts that failed
-	ProducersRetired  int64         // producers taken out of the pool: found broken, or closed by Close
+	ProducersRetired  int64         // producers taken out of the pool: found broken, replaced when a lease was released, or closed by Close
 	WaitCount         int64         // sends that waited for a producer to be provisioned
 	WaitDuration      time.Duration // total time those sends waited
 
@@ -191,6 +199,12 @@ func (p *ProducerPool) Stats() Stats {
 // nothing was waiting). Close is safe to call more than once and
 // concurrently; later calls wait like the first, and any call whose ctx
 // ends makes the producers give up.
+//
+// Every promise of [ProducerPool.Produce] is called before Close returns,
+// unless one is still running two seconds after ctx ended: then Close
+// returns an error saying so, and the pool's promise goroutine calls the promises left
+// when that one returns, then exits. A promise must not call Close or Flush:
+// they would wait for it.
 func (p *ProducerPool) Close(ctx context.Context) error {
 	p.mu.Lock()
 	first := !p.closed.Load()
@@ -221,6 +235,7 @@ func (p *ProducerPool) Close(ctx context.Context) error {
 		}
 		go func() { // owned by Close: it ends with the last pool goroutine, which Close waits for
 			p.wg.Wait()
+			close(p.producersDone)
 			p.promises.finish()
 			close(p.allDone)
 		}()
@@ -243,7 +258,17 @@ func (p *ProducerPool) Close(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 	p.buf.wakeAll()
-	<-p.allDone
+	<-p.producersDone // at once: aborted connections fail what was in flight
+	grace := time.NewTimer(abortGrace)
+	defer grace.Stop()
+	select {
+	case <-p.allDone: // the promises due ran
+	case <-grace.C:
+		// A promise has not returned: the promise goroutine runs it, and
+		// those after it, when it does; Close does not wait for user code
+		// past its context and the grace.
+		return fmt.Errorf("fxkafka: close: a promise is still running: %w", ctx.Err())
+	}
 	if p.abandoned.Load() > abandoned {
 		return fmt.Errorf("fxkafka: close: gave up on messages still in flight: %w", ctx.Err())
 	}
@@ -332,5 +357,3 @@ func leastLoaded(prods []*producer) *producer {
 	}
 	return best
 }
-
-var errNoProducer = errors.New("no producer")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
@@ -21,11 +22,14 @@ import (
 //
 // Order: messages one goroutine produces to the same partition (the same
 // key, with a key-hash partitioner) are stored in the order produced, also
-// across retries and leader moves: Produce sends each partition's messages
-// on one lane with one batch in flight at a time. With Idempotent the
-// broker also stores each of them once. Without Idempotent a retried batch
-// may be stored twice (a broker answered too late), but never after a batch
-// that followed it.
+// across retries, leader moves and the replacement of a broken producer:
+// Produce sends each partition's messages on one lane with one batch in
+// flight at a time, and moves to a new producer only once the one before
+// has finished. A batch is retried only when it was not stored, or, with
+// Idempotent, when the broker drops a stored copy; without Idempotent a
+// batch that may have been stored (its answer lost) is failed as outcome
+// unknown instead of sent again, so nothing is stored twice or out of
+// order, but such a message may be missing while later ones are stored.
 //
 // Backpressure: when Config.MaxBufferedMessages messages (or
 // Config.MaxBufferedBytes of them) wait for their promise, Produce blocks
@@ -42,7 +46,10 @@ import (
 // slow promise delays the promises after it, and holds its message's buffer
 // space until it returns, so it slows Produce too, but never a send already
 // made. A promise that panics is recovered: the pool logs the panic and its
-// stack at error level and goes on with the next promise.
+// stack at error level and goes on with the next promise. A promise must
+// not call Flush or Close (they wait for the promises, this one included),
+// nor Produce with a context that never ends (on a full buffer it would wait
+// for space that only the promise goroutine frees).
 func (p *ProducerPool) Produce(ctx context.Context, msg *sarama.ProducerMessage, promise func(*sarama.ProducerMessage, error)) {
 	if promise == nil {
 		promise = func(*sarama.ProducerMessage, error) {}
@@ -74,7 +81,7 @@ func (p *ProducerPool) Produce(ctx context.Context, msg *sarama.ProducerMessage,
 		fail(unavailable(err))
 		return
 	}
-	if err := p.dispatch(ctx, []*record{r}, 0, nil); err != nil {
+	if err := p.dispatch(ctx, r.self(), 0, nil); err != nil {
 		fail(err)
 	}
 }
@@ -127,10 +134,11 @@ func (p *ProducerPool) unbuffer(r *record) {
 type buffer struct {
 	maxMsgs, maxBytes int
 
-	mu    sync.Mutex // protects following
-	msgs  int
-	bytes int
-	freed chan struct{} // closed and replaced when space frees
+	mu      sync.Mutex // protects following
+	msgs    int
+	bytes   int
+	waiters int           // Produce calls waiting for space
+	freed   chan struct{} // closed and replaced when space frees and someone waits
 }
 
 func (b *buffer) init(maxMsgs, maxBytes int) {
@@ -158,23 +166,35 @@ func (b *buffer) reserve(ctx context.Context, r *record, closing <-chan struct{}
 			return nil
 		}
 		freed := b.freed
+		b.waiters++
 		b.mu.Unlock()
+		var err error
 		select {
 		case <-freed:
 		case <-ctx.Done():
-			return unavailable(fmt.Errorf("wait for buffer space (MaxBufferedMessages %d, MaxBufferedBytes %d): %w", b.maxMsgs, b.maxBytes, ctx.Err()))
+			err = unavailable(fmt.Errorf("wait for buffer space (MaxBufferedMessages %d, MaxBufferedBytes %d): %w", b.maxMsgs, b.maxBytes, ctx.Err()))
 		case <-closing:
-			return closedErr
+			err = closedErr
+		}
+		b.mu.Lock()
+		b.waiters--
+		b.mu.Unlock()
+		if err != nil {
+			return err
 		}
 	}
 }
 
-func (b *buffer) release(r *record) {
+func (b *buffer) release(r *record) { b.releaseN(1, r.size) }
+
+func (b *buffer) releaseN(msgs, bytes int) {
 	b.mu.Lock()
-	b.msgs--
-	b.bytes -= r.size
-	close(b.freed)
-	b.freed = make(chan struct{})
+	b.msgs -= msgs
+	b.bytes -= bytes
+	if b.waiters > 0 {
+		close(b.freed)
+		b.freed = make(chan struct{})
+	}
 	b.mu.Unlock()
 }
 
@@ -187,65 +207,74 @@ func (b *buffer) wakeAll() {
 }
 
 // flushTracker counts Produce's messages by flush epoch: Flush closes the
-// current epoch and waits until no message of it or an earlier one remains.
+// current epoch and waits until no message of it or an earlier one
+// remains. A message costs one atomic add on its epoch each way.
 type flushTracker struct {
-	mu      sync.Mutex // protects following
-	epoch   uint64
-	open    map[uint64]int
-	changed chan struct{}
+	mu  sync.Mutex // serialises cut
+	cur atomic.Pointer[flushEpoch]
 }
 
-func (f *flushTracker) init() {
-	f.open = make(map[uint64]int)
-	f.changed = make(chan struct{})
+// flushEpoch is the messages Produce accepted between two Flush calls.
+type flushEpoch struct {
+	n    atomic.Int64               // messages not yet done, plus 1 while the epoch is current
+	done chan struct{}              // closed when n reaches 0
+	prev atomic.Pointer[flushEpoch] // the epoch before; nil once everything before is done
 }
 
-func (f *flushTracker) add() uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.open[f.epoch]++
-	return f.epoch
-}
-
-func (f *flushTracker) done(e uint64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.open[e]--; f.open[e] == 0 {
-		delete(f.open, e)
-		close(f.changed)
-		f.changed = make(chan struct{})
-	}
-}
-
-func (f *flushTracker) cut() uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	e := f.epoch
-	f.epoch++
+func newFlushEpoch(prev *flushEpoch) *flushEpoch {
+	e := &flushEpoch{done: make(chan struct{})}
+	e.n.Store(1)
+	e.prev.Store(prev)
 	return e
 }
 
-func (f *flushTracker) wait(ctx context.Context, e uint64) error {
+func (f *flushTracker) init() { f.cur.Store(newFlushEpoch(nil)) }
+
+// add counts a message in the current epoch.
+func (f *flushTracker) add() *flushEpoch {
 	for {
-		f.mu.Lock()
-		pending := false
-		for k := range f.open {
-			if k <= e {
-				pending = true
-				break
-			}
+		e := f.cur.Load()
+		// An epoch at 0 is closed and done; cut has made another current.
+		if v := e.n.Load(); v > 0 && e.n.CompareAndSwap(v, v+1) {
+			return e
 		}
-		changed := f.changed
-		f.mu.Unlock()
-		if !pending {
-			return nil
+	}
+}
+
+func (f *flushTracker) done(e *flushEpoch) { f.doneN(e, 1) }
+
+func (f *flushTracker) doneN(e *flushEpoch, n int64) {
+	if e.n.Add(-n) == 0 {
+		close(e.done)
+	}
+}
+
+// cut starts a new epoch and returns the one it closed.
+func (f *flushTracker) cut() *flushEpoch {
+	f.mu.Lock()
+	old := f.cur.Load()
+	f.cur.Store(newFlushEpoch(old))
+	f.mu.Unlock()
+	f.done(old) // the reference it held while current
+	return old
+}
+
+// wait waits until e and every epoch before it are done.
+func (f *flushTracker) wait(ctx context.Context, e *flushEpoch) error {
+	for ep := e; ep != nil; ep = ep.prev.Load() {
+		select {
+		case <-ep.done:
+			continue // done wins over a context that ended too
+		default:
 		}
 		select {
-		case <-changed:
+		case <-ep.done:
 		case <-ctx.Done():
 			return fmt.Errorf("fxkafka: flush: %w", ctx.Err())
 		}
 	}
+	e.prev.Store(nil) // all done: drop the chain
+	return nil
 }
 
 // promiseRunner calls Produce's promises on one goroutine of the pool's,
@@ -277,15 +306,22 @@ func (pr *promiseRunner) start() {
 }
 
 func (pr *promiseRunner) push(r *record) {
+	pr.pushAll(r.self())
+}
+
+// pushAll queues the promises of recs, in order.
+func (pr *promiseRunner) pushAll(recs []*record) {
 	pr.mu.Lock()
 	if pr.exited {
 		// A Produce after Close: its promise still runs on a goroutine
 		// of the pool's, which ends with it.
 		pr.mu.Unlock()
-		go pr.call(r)
+		for _, r := range recs {
+			go pr.callOne(r)
+		}
 		return
 	}
-	pr.q = append(pr.q, r)
+	pr.q = append(pr.q, recs...)
 	pr.mu.Unlock()
 	select {
 	case pr.wake <- struct{}{}:
@@ -337,29 +373,66 @@ func (pr *promiseRunner) runQueued() {
 		if len(q) == 0 {
 			return
 		}
-		for i, r := range q {
-			pr.call(r)
-			q[i] = nil
-		}
+		pr.callAll(q)
+		clear(q)
 		pr.mu.Lock()
 		pr.spare = q[:0]
 		pr.mu.Unlock()
 	}
 }
 
-func (pr *promiseRunner) call(r *record) {
-	msg, err := r.own.msg, r.err
-	if err == nil && msg != nil {
-		msg.Partition, msg.Offset, msg.Timestamp = r.partition, r.offset, r.ts
+func (pr *promiseRunner) callOne(r *record) { pr.callAll(r.self()) }
+
+// callAll runs the promises of recs in order, then frees their buffer space
+// and flush counts, once per run of records where it can.
+func (pr *promiseRunner) callAll(recs []*record) {
+	for i := 0; i < len(recs); {
+		i = pr.callFrom(recs, i)
 	}
-	func() {
-		defer func() {
-			if v := recover(); v != nil {
-				pr.p.log.Error("promise panicked; the pool goes on", zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+	p := pr.p
+	var msgs, bytes int
+	var epoch *flushEpoch
+	var inEpoch int64
+	for _, r := range recs {
+		if !r.buffered {
+			r.release()
+			continue
+		}
+		msgs++
+		bytes += r.size
+		if r.epoch != epoch {
+			if epoch != nil {
+				p.flushes.doneN(epoch, inEpoch)
 			}
-		}()
-		r.own.promise(msg, err)
+			epoch, inEpoch = r.epoch, 0
+		}
+		inEpoch++
+		r.release()
+	}
+	if msgs > 0 {
+		p.buf.releaseN(msgs, bytes)
+	}
+	if epoch != nil {
+		p.flushes.doneN(epoch, inEpoch)
+	}
+}
+
+// callFrom runs the promises of recs from i on, until one panics (it is
+// recovered and logged); it returns where to go on.
+func (pr *promiseRunner) callFrom(recs []*record, i int) (next int) {
+	defer func() {
+		if v := recover(); v != nil {
+			pr.p.log.Error("promise panicked; the pool goes on", zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+			next = i + 1
+		}
 	}()
-	pr.p.unbuffer(r)
-	r.release()
+	for ; i < len(recs); i++ {
+		r := recs[i]
+		msg, err := r.own.msg, r.err
+		if err == nil && msg != nil {
+			msg.Partition, msg.Offset, msg.Timestamp = r.partition, r.offset, r.ts
+		}
+		r.own.promise(msg, err)
+	}
+	return i
 }

@@ -298,3 +298,39 @@ func TestFlushWaitsOnlyForWhatCameBefore(t *testing.T) {
 	cancel()
 	require.NoError(t, p.Flush(ctx), "nothing left to wait for")
 }
+
+func TestProduceNeverGrowsThePool(t *testing.T) {
+	checkLeaks(t)
+	c := startFarBroker(t, 5*time.Millisecond)
+	p := newTestPool(t, testConfig(c.ListenAddrs()...))
+	for i := range 20_000 {
+		k, v := keyedValue(i, 64)
+		p.Produce(context.Background(), &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(k), Value: sarama.StringEncoder(v)}, nil)
+	}
+	require.NoError(t, p.Flush(context.Background()))
+	s := p.Stats()
+	assert.Equal(t, 1, s.Producers, "a stream stays on one producer: others would carry nothing")
+	assert.EqualValues(t, 1, s.ProvisionAttempts)
+}
+
+func TestCloseReturnsByItsContextWhileAPromiseDoesNot(t *testing.T) {
+	checkLeaks(t)
+	c := startBroker(t, "", topic)
+	p, err := New(testConfig(c.ListenAddrs()...))
+	require.NoError(t, err)
+	running, unblock := make(chan struct{}), make(chan struct{})
+	p.Produce(context.Background(), msg("blocks"), func(*sarama.ProducerMessage, error) {
+		close(running)
+		<-unblock
+	})
+	later := make(chan error, 1)
+	p.Produce(context.Background(), msg("after it"), func(_ *sarama.ProducerMessage, err error) { later <- err })
+	<-running
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err = p.Close(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "a promise is still running")
+	close(unblock)
+	require.NoError(t, <-later, "the promises after the slow one still run, once it returns")
+}

@@ -51,25 +51,29 @@ type producer struct {
 	flushing atomic.Int32 // > 0: no linger (a Flush or close waits)
 	aborted  atomic.Bool  // fail what is left instead of retrying: Close ran out of time
 	retired  atomic.Bool  // takes no new records
+	dead     atomic.Bool  // broken: retries nothing (brokenErr says why)
 
 	topics  sync.Map // string -> *topicState
 	refresh chan struct{}
 	stop    chan struct{}      // closed by shutdown: the producer's goroutines exit
+	gone    chan struct{}      // closed when shutdown has finished: nothing of the producer runs
 	ctx     context.Context    // cancelled by shutdown
 	cancel  context.CancelFunc //
 	wg      sync.WaitGroup     // the producer's goroutines
 	nlanes  atomic.Int32       // len(lanes), read without mu
 
-	saturatedAt atomic.Int64 // unix nanoseconds: a sink had every request slot in flight and more to send
+	saturated atomic.Bool // a sink has every request slot in flight and more to send
+	pipe      pipeGauge   // whether requests pipeline on a connection
 
-	mu        sync.Mutex // protects following
-	sinks     map[int32]*sink
-	lanes     []*lane
-	growing   bool
-	brokenErr error         // set once: why the producer must be replaced
-	idle      chan struct{} // closed and replaced when load reaches 0 while someone waits
-	txn       *txnState     // transactional producers only
-	stopOnce  sync.Once
+	mu         sync.Mutex // protects following
+	sinks      map[int32]*sink
+	oldBrokers []*sarama.Broker // brokers a sink used before the client replaced them
+	lanes      []*lane
+	growing    bool
+	brokenErr  error         // set once: why the producer must be replaced
+	idle       chan struct{} // closed and replaced when load reaches 0 while someone waits
+	txn        *txnState     // transactional producers only
+	stopOnce   sync.Once
 }
 
 // lane is one sequence of batches: with idempotence, one producer id.
@@ -87,10 +91,91 @@ type topicState struct {
 	at     time.Time     // when err was set: a missing topic is looked up again later
 	parts  []*partState
 	sticky atomic.Int32 // the partition keyless records go to now
+	stuck  atomic.Int64 // bytes sent to it since it became sticky
 
 	pmu  sync.Mutex // guards part, the user's partitioner (WithSaramaConfig)
 	part sarama.Partitioner
 }
+
+// unstick moves the topic's keyless records on from partition id, which a
+// batch of bytes just left: at once when requests pipeline (so that with
+// several batches in flight keyless records spread over the partitions
+// instead of queueing on one, as Kafka's Java client does, KIP-480), else
+// once stickyBytes have gone there (so that they fill large batches, as
+// franz-go's default partitioner does).
+func (ts *topicState) unstick(id int32, bytes int, piped bool) {
+	n := int32(len(ts.parts))
+	if n < 2 || ts.sticky.Load() != id {
+		return
+	}
+	if !piped && ts.stuck.Add(int64(bytes)) < stickyBytes {
+		return
+	}
+	ts.stuck.Store(0)
+	// The next partition with nothing in flight, from a random start, so
+	// that the records leave at once; else a random one.
+	start := id + 1 + rand.Int32N(n-1)
+	next := start % n
+	for i := range n - 1 {
+		if q := (start + i) % n; q != id && ts.parts[q].flying.Load() == 0 {
+			next = q
+			break
+		}
+	}
+	ts.sticky.CompareAndSwap(id, next)
+}
+
+// canLeave reports whether a record placed on ps now could leave at once:
+// a lane of it and a request slot of its broker are free. It reads atomics
+// only; a stale answer costs a round trip, never correctness.
+func (pr *producer) canLeave(ps *partState) bool {
+	return int(ps.flying.Load()) < pr.maxLanes() && pr.slotsFree(ps) > 0
+}
+
+// slotsFree is how many requests ps's broker could take now.
+func (pr *producer) slotsFree(ps *partState) int {
+	s := ps.sinkNow.Load()
+	if s == nil {
+		return 0
+	}
+	return pr.set.maxInFlight - int(s.flying.Load())
+}
+
+// leastFlying returns the partition with the fewest batches in flight,
+// from a random start; from if none has fewer.
+func (ts *topicState) leastFlying(from int32) int32 {
+	n := int32(len(ts.parts))
+	best, fewest := from, ts.parts[from].flying.Load()
+	start := rand.Int32N(n)
+	for i := range n {
+		q := (start + i) % n
+		if f := ts.parts[q].flying.Load(); f < fewest {
+			best, fewest = q, f
+		}
+	}
+	return best
+}
+
+// soonest returns the partition of ts a keyless record should go to when
+// from cannot send at once: the one whose broker has the most free request
+// slots, then the fewest batches in flight, from a random start.
+func (pr *producer) soonest(ts *topicState, from int32) int32 {
+	n := int32(len(ts.parts))
+	best, bestSlots, bestFlying := from, pr.slotsFree(ts.parts[from]), ts.parts[from].flying.Load()
+	start := rand.Int32N(n)
+	for i := range n {
+		q := (start + i) % n
+		slots, flying := pr.slotsFree(ts.parts[q]), ts.parts[q].flying.Load()
+		if slots > bestSlots || slots == bestSlots && flying < bestFlying {
+			best, bestSlots, bestFlying = q, slots, flying
+		}
+	}
+	return best
+}
+
+// stickyBytes is how much of keyless records one partition takes in a row
+// when requests do not pipeline.
+const stickyBytes = 64 << 10
 
 // missingTopicTTL is how long a producer remembers that a topic does not
 // exist: sends to it fail at once meanwhile, and a caller looping on a typo
@@ -113,6 +198,7 @@ func (p *ProducerPool) newProducerOn(client sarama.Client, conf *sarama.Config, 
 		idempotent: p.set.idempotent || txnID != "",
 		refresh:    make(chan struct{}, 1),
 		stop:       make(chan struct{}),
+		gone:       make(chan struct{}),
 		sinks:      make(map[int32]*sink),
 		lanes:      []*lane{lane0},
 		idle:       make(chan struct{}),
@@ -129,10 +215,14 @@ func (p *ProducerPool) newProducerOn(client sarama.Client, conf *sarama.Config, 
 // maxLanes is how many lanes a producer opens at most. A produce request
 // carries one batch per partition, and a connection has set.maxInFlight
 // requests in flight, so more lanes than that could not all be in flight.
-// A transactional producer has one producer id, hence one lane.
+// A transactional producer has one producer id, hence one lane; an
+// idempotent one at most idempotentLanes.
 func (pr *producer) maxLanes() int {
-	if pr.txnID != "" {
+	switch {
+	case pr.txnID != "":
 		return 1
+	case pr.idempotent:
+		return max(1, min(pr.set.maxInFlight, idempotentLanes))
 	}
 	return max(1, pr.set.maxInFlight)
 }
@@ -328,7 +418,7 @@ func (pr *producer) placeOnLeader(ps *partState) bool {
 		return false
 	}
 	ps.mu.Lock()
-	ps.sink = s
+	ps.setSinkLocked(s)
 	work := ps.hasWorkLocked()
 	ps.mu.Unlock()
 	if work {
@@ -359,18 +449,13 @@ func (pr *producer) sinkFor(b *sarama.Broker) *sink {
 		s.broker = b // the client may have replaced the broker's object (its address moved)
 		s.mu.Unlock()
 		if old != b {
-			_ = old.Close() // the sink may have reopened it; the client no longer will close it
+			// The sink may have reopened it, or may still: the client no
+			// longer will close it, so shutdown does.
+			pr.oldBrokers = append(pr.oldBrokers, old)
+			_ = old.Close()
 		}
 	}
 	return s
-}
-
-// leaderLost takes ps off its sink until the refresher finds its leader.
-func (pr *producer) leaderLost(ps *partState) {
-	ps.mu.Lock()
-	ps.sink = nil
-	ps.mu.Unlock()
-	pr.askRefresh()
 }
 
 // failLeaderless fails the records waiting on partitions with no leader,
@@ -407,6 +492,7 @@ func (pr *producer) broken(cause error) {
 	first := pr.brokenErr == nil
 	if first {
 		pr.brokenErr = cause
+		pr.dead.Store(true)
 	}
 	pr.mu.Unlock()
 	if first {
@@ -434,7 +520,7 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 			}
 			last = ts
 		}
-		if err := pr.partition(ts, r); err != nil {
+		if err := pr.partition(ts, r, laneIdx >= 0); err != nil {
 			return err
 		}
 		r.ps = ts.parts[r.partition]
@@ -452,7 +538,10 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 	if laneIdx < 0 && len(recs) > 1 {
 		laneIdx = pr.laneFor(recs[0].ps)
 	}
-	now := time.Now()
+	var now time.Time
+	if pr.set.linger > 0 {
+		now = time.Now() // only linger needs it
+	}
 	for _, r := range recs {
 		r.enqueued = now
 		r.prodID = pr.id
@@ -480,7 +569,7 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 
 // partition sets r.partition: the user's partitioner (WithSaramaConfig),
 // the key's hash, or for a keyless record the topic's sticky partition.
-func (pr *producer) partition(ts *topicState, r *record) error {
+func (pr *producer) partition(ts *topicState, r *record, ordered bool) error {
 	n := int32(len(ts.parts))
 	if ts.part != nil {
 		m := &sarama.ProducerMessage{Topic: r.topic, Partition: r.partition}
@@ -502,8 +591,29 @@ func (pr *producer) partition(ts *topicState, r *record) error {
 	switch {
 	case r.rec.Key != nil:
 		r.partition = hashPartition(pr.set.keyHash, r.rec.Key, n)
+	case pr.set.sticky && ordered:
+		// An ordered record takes lane 0: where nothing is in flight it
+		// leaves at once.
+		p := ts.sticky.Load() % n
+		if pr.pipe.pipelining() && ts.parts[p].flying.Load() > 0 {
+			if q := ts.leastFlying(p); q != p {
+				ts.sticky.CompareAndSwap(p, q)
+				p = q
+			}
+		}
+		r.partition = p
 	case pr.set.sticky:
-		r.partition = ts.sticky.Load() % n
+		p := ts.sticky.Load() % n
+		if pr.pipe.pipelining() && !pr.canLeave(ts.parts[p]) {
+			// A record there would wait a round trip (every lane of the
+			// partition, or every request slot of its broker, is in
+			// flight): stick to the partition that can send soonest.
+			if q := pr.soonest(ts, p); q != p {
+				ts.sticky.CompareAndSwap(p, q)
+				p = q
+			}
+		}
+		r.partition = p
 	default:
 		r.partition = rand.Int32N(n)
 	}
@@ -677,7 +787,11 @@ func (pr *producer) shutdown() {
 		for _, s := range pr.sinks {
 			_ = s.broker.Close()
 		}
+		for _, b := range pr.oldBrokers {
+			_ = b.Close()
+		}
 		pr.dialer.abort()
+		close(pr.gone)
 	})
 }
 
@@ -705,23 +819,20 @@ func (pr *producer) failAll(cause error) {
 	})
 }
 
-// busy reports whether the producer is saturated: some connection had
-// every request slot in flight with records still waiting, lately. That is
+// busy reports whether the producer is saturated: a connection has every
+// request slot in flight with records still waiting. That is
 // queueing the pool can measure, and the signal to add a producer; so is a
 // load at Config.ProducerBusyAt.
 func (pr *producer) busy() bool {
 	if pr.load.Load() >= int64(pr.pool.cfg.ProducerBusyAt) {
 		return true
 	}
-	at := pr.saturatedAt.Load()
-	return at != 0 && time.Since(time.Unix(0, at)) < saturationWindow
+	if !pr.pipe.pipelining() {
+		return false // another connection would split batches, not save a wait
+	}
+	return pr.saturated.Load()
 }
 
-// saturationWindow is how long a saturated connection counts as such.
-const saturationWindow = 100 * time.Millisecond
-
 func (pr *producer) isBroken() bool {
-	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	return pr.brokenErr != nil
+	return pr.dead.Load()
 }

@@ -27,7 +27,7 @@ const (
 
 type slot struct {
 	state slotState
-	lease bool // made for leases
+	lease bool // made for leases (set when reserved, never changed)
 	txn   int  // transactional id suffix, or -1
 	pr    *producer
 }

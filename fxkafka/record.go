@@ -2,7 +2,6 @@ package fxkafka
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math"
 	"sync"
@@ -34,6 +33,7 @@ type record struct {
 	state atomic.Int32
 	call  *call
 	own   call        // the call of a single-message send
+	one   [1]*record  // the record itself, as the slice a single-message send dispatches
 	told  atomic.Bool // the outcome reached the counters and hooks
 
 	// The outcome, written before call learns of it.
@@ -44,7 +44,7 @@ type record struct {
 
 	hook     *hookRecord // non-nil only when send hooks are registered
 	buffered bool        // holds Produce buffer space
-	epoch    uint64      // Produce's flush epoch
+	epoch    *flushEpoch // Produce's flush epoch
 }
 
 // Record states.
@@ -110,20 +110,8 @@ var (
 // newRecord validates m and copies it into a record, refusing what no
 // broker would store before anything is sent. It never keeps m.
 func (p *ProducerPool) newRecord(m *sarama.ProducerMessage) (*record, error) {
-	switch {
-	case m == nil:
-		return nil, invalid("nil message")
-	case m.Topic == "":
-		return nil, invalid("message has no Topic")
-	case len(m.Topic) > 249:
-		return nil, invalid("topic name longer than 249 characters")
-	}
-	if !m.Timestamp.IsZero() && (m.Timestamp.Before(minTimestamp) || m.Timestamp.After(maxTimestamp)) {
-		return nil, invalid(fmt.Sprintf("timestamp %v is outside 1970 to 2262, which Kafka stores", m.Timestamp))
-	}
-	legacy := !p.set.version.IsAtLeast(sarama.V0_11_0_0)
-	if legacy && len(m.Headers) > 0 {
-		return nil, invalid(fmt.Sprintf("headers need Kafka 0.11 or later; Version is %s", p.set.version))
+	if err := p.precheck(m); err != nil {
+		return nil, err
 	}
 	r := recordPool.Get().(*record)
 	var key, value []byte
@@ -188,6 +176,26 @@ func (p *ProducerPool) newRecord(m *sarama.ProducerMessage) (*record, error) {
 	return r, nil
 }
 
+// precheck refuses what the fields of m alone make unsendable; newRecord
+// runs it, and the send path runs it before the send hooks see m.
+func (p *ProducerPool) precheck(m *sarama.ProducerMessage) error {
+	switch {
+	case m == nil:
+		return invalid("nil message")
+	case m.Topic == "":
+		return invalid("message has no Topic")
+	case len(m.Topic) > 249:
+		return invalid("topic name longer than 249 characters")
+	}
+	if !m.Timestamp.IsZero() && (m.Timestamp.Before(minTimestamp) || m.Timestamp.After(maxTimestamp)) {
+		return invalid(fmt.Sprintf("timestamp %v is outside 1970 to 2262, which Kafka stores", m.Timestamp))
+	}
+	if !p.set.version.IsAtLeast(sarama.V0_11_0_0) && len(m.Headers) > 0 {
+		return invalid(fmt.Sprintf("headers need Kafka 0.11 or later; Version is %s", p.set.version))
+	}
+	return nil
+}
+
 // batchHeader is what a batch adds to its records.
 func (p *ProducerPool) batchHeader() int {
 	if p.set.version.IsAtLeast(sarama.V0_11_0_0) {
@@ -217,14 +225,20 @@ func (p *ProducerPool) recordSize(r *sarama.Record, deltaBytes int) int {
 	return varintLen(int64(body)) + body
 }
 
+// varintLen is the length of v as a zig-zag varint.
 func varintLen(v int64) int {
-	var b [binary.MaxVarintLen64]byte
-	return binary.PutVarint(b[:], v)
+	u := uint64(v<<1) ^ uint64(v>>63)
+	n := 1
+	for u >= 0x80 {
+		u >>= 7
+		n++
+	}
+	return n
 }
 
 func varbytesLen(b []byte) int {
 	if b == nil {
-		return varintLen(-1)
+		return 1 // -1
 	}
 	return varintLen(int64(len(b))) + len(b)
 }
@@ -238,4 +252,10 @@ func invalid(why string) error {
 // record was still queued, in which case it is never sent.
 func (r *record) withdraw() bool {
 	return r.state.CompareAndSwap(stQueued, stWithdrawn)
+}
+
+// self is r as a one-record slice, without an allocation.
+func (r *record) self() []*record {
+	r.one[0] = r
+	return r.one[:]
 }

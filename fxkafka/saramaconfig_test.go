@@ -42,7 +42,7 @@ func TestSettingsAreDerivedFromConfig(t *testing.T) {
 		linger:              5 * time.Millisecond,
 		maxBatchBytes:       65536,
 		maxMessageBytes:     4096,
-		maxInFlight:         5,
+		maxInFlight:         pipelineDepth,
 		retries:             produceRetries,
 		retryBackoff:        produceBackoff,
 		keyHash:             "murmur2",
@@ -59,7 +59,7 @@ func TestSettingsDefaults(t *testing.T) {
 		want func(*settings)
 	}{
 		{"defaults", Config{}, func(s *settings) {}},
-		{"idempotent", Config{Idempotent: true}, func(s *settings) { s.idempotent, s.maxInFlight = true, maxOpenRequests }},
+		{"idempotent", Config{Idempotent: true}, func(s *settings) { s.idempotent, s.maxInFlight = true, pipelineDepth }},
 		{"no linger", Config{Linger: -time.Millisecond}, func(s *settings) { s.linger = 0 }},
 	}
 	for _, tt := range tests {
@@ -76,7 +76,7 @@ func TestSettingsDefaults(t *testing.T) {
 				linger:              DefaultLinger,
 				maxBatchBytes:       DefaultMaxBatchBytes,
 				maxMessageBytes:     DefaultMaxMessageBytes,
-				maxInFlight:         5,
+				maxInFlight:         pipelineDepth,
 				retries:             produceRetries,
 				retryBackoff:        produceBackoff,
 				keyHash:             DefaultKeyHash,
@@ -129,7 +129,7 @@ func TestSaramaConfigIsACopyPerProducer(t *testing.T) {
 	// carries requests, with every request slot the pool uses.
 	assert.False(t, a.Producer.Idempotent)
 	assert.Empty(t, a.Producer.Transaction.ID)
-	assert.Equal(t, maxOpenRequests, a.Net.MaxOpenRequests)
+	assert.Equal(t, pipelineDepth, a.Net.MaxOpenRequests)
 	assert.Nil(t, p.base.config.Net.Proxy.Dialer, "the config New built is left as it was")
 	require.NoError(t, b.Validate())
 }

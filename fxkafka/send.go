@@ -3,6 +3,7 @@ package fxkafka
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -59,8 +60,13 @@ func (p *ProducerPool) SendMessages(ctx context.Context, msgs []*sarama.Producer
 // accept validates msg and makes the pool's record of it, running the
 // send-start hooks on the pool's copy (so headers they add are sent).
 func (p *ProducerPool) accept(ctx context.Context, msg *sarama.ProducerMessage) (*record, error) {
-	if !p.hooks.onSend() || msg == nil {
+	if !p.hooks.onSend() {
 		return p.newRecord(msg)
+	}
+	// What its own fields refuse, the hooks never see; what fails only
+	// with the headers they add (its size), they see end.
+	if err := p.precheck(msg); err != nil {
+		return nil, err
 	}
 	cp := *msg
 	cp.Headers = append([]sarama.RecordHeader(nil), msg.Headers...)
@@ -84,10 +90,17 @@ func (p *ProducerPool) accept(ctx context.Context, msg *sarama.ProducerMessage) 
 // once: the first of the caller (giving up) and the producer (the broker's
 // answer) to get there.
 func (p *ProducerPool) tell(r *record, err error) {
-	if !r.told.CompareAndSwap(false, true) {
-		return
+	if p.told(r, err) {
+		p.inFlight.Add(-1)
 	}
-	p.inFlight.Add(-1)
+}
+
+// told is tell without the InFlight count, which its caller keeps; it
+// reports whether it told.
+func (p *ProducerPool) told(r *record, err error) bool {
+	if !r.told.CompareAndSwap(false, true) {
+		return false
+	}
 	if err != nil {
 		p.count(err)
 	}
@@ -99,23 +112,44 @@ func (p *ProducerPool) tell(r *record, err error) {
 		}
 		p.hookEnd(r.hook, part, off, n, r.prodID, err)
 	}
+	return true
 }
 
-// complete is the producer's report of r's outcome.
-func (p *ProducerPool) complete(r *record, offset int64, err error, batchN int) {
-	r.offset, r.err, r.batchN = offset, err, batchN
-	if err == nil {
-		p.sent.Add(1)
+// completeAll is the producer's report of the outcomes of recs, set on
+// them: it tells their callers (or queues their promises) and the
+// counters, once per batch where it can.
+func (p *ProducerPool) completeAll(recs []*record) {
+	var ok, told int64
+	promised := 0
+	for _, r := range recs {
+		if r.err == nil {
+			ok++
+		}
+		if p.told(r, r.err) {
+			told++
+		}
+		if r.own.promise != nil {
+			promised++
+		}
 	}
-	p.tell(r, err)
-	r.state.Store(stDone)
-	if r.own.promise != nil {
-		p.promises.push(r)
+	p.sent.Add(ok)
+	p.inFlight.Add(-told)
+	if promised == len(recs) {
+		for _, r := range recs {
+			r.state.Store(stDone)
+		}
+		p.promises.pushAll(recs)
 		return
 	}
-	c := r.call
-	if c.pending.Add(-1) == 0 {
-		c.done <- struct{}{}
+	for _, r := range recs {
+		r.state.Store(stDone)
+		if r.own.promise != nil {
+			p.promises.push(r)
+			continue
+		}
+		if c := r.call; c.pending.Add(-1) == 0 {
+			c.done <- struct{}{}
+		}
 	}
 }
 
@@ -168,7 +202,7 @@ func (p *ProducerPool) sendOne(ctx context.Context, msg *sarama.ProducerMessage,
 	}
 	c.pending.Store(1)
 	r.call = c
-	if err := p.dispatch(ctx, []*record{r}, -1, l); err != nil {
+	if err := p.dispatch(ctx, r.self(), -1, l); err != nil {
 		p.tell(r, err)
 		r.release()
 		return -1, -1, err
@@ -286,9 +320,26 @@ func (p *ProducerPool) acquire(ctx context.Context, oldest bool) (*producer, err
 		pr := leastLoaded(prods)
 		if oldest && pr != nil {
 			pr = prods[0]
+			// Streams move to a new producer only once the one before has
+			// finished: what it still carries (in flight, or answered
+			// late) must not land after their next records.
+			for cur := p.ordered.Load(); cur != pr; cur = p.ordered.Load() {
+				if cur != nil {
+					select {
+					case <-cur.gone:
+					case <-ctx.Done():
+						return nil, unavailable(fmt.Errorf("wait for the producer before to finish: %w", ctx.Err()))
+					case <-p.closing:
+						return nil, closedErr
+					}
+				}
+				p.ordered.CompareAndSwap(cur, pr)
+			}
 		}
 		if pr != nil {
-			if len(prods) < p.cfg.MaxProducers && pr.busy() {
+			// Another producer takes load off the busy one only for sends
+			// that may go to any producer; ordered ones stay on the first.
+			if !oldest && len(prods) < p.cfg.MaxProducers && pr.busy() {
 				p.provisionMore()
 			}
 			return pr, nil
@@ -296,32 +347,74 @@ func (p *ProducerPool) acquire(ctx context.Context, oldest bool) (*producer, err
 		p.mu.Lock()
 		var a *attempt
 		var err error
+		var freed chan struct{}
 		if len(*p.shared.Load()) == 0 {
 			a, err = p.reserveLocked(false)
+			if errors.Is(err, errFull) {
+				switch reclaimed, wait := p.reclaimIdleLocked(); {
+				case reclaimed:
+					err = nil // an idle lease producer takes shared sends now
+				case wait:
+					err, freed = nil, p.leaseFreed // a slot frees when its producer has closed
+				}
+			}
 		}
 		p.mu.Unlock()
 		switch {
 		case errors.Is(err, errFull):
 			return nil, &sendError{class: ErrUnavailable, also: ErrNoFreeProducer,
-				what: "every producer MaxProducers allows is leased"}
+				what: fmt.Sprintf("every producer MaxProducers (%d) allows is held by a Lease", p.cfg.MaxProducers)}
 		case err != nil:
 			return nil, err
-		case a == nil:
+		case a == nil && freed == nil:
 			continue // a producer appeared
 		}
 		if waitStart.IsZero() {
 			waitStart = time.Now()
 			p.waiting.Add(1)
 		}
+		var done chan struct{}
+		if a != nil {
+			done = a.done
+		}
 		select {
-		case <-a.done:
+		case <-done:
 			if a.err != nil && !errors.Is(a.err, ErrPoolClosed) {
 				return nil, unavailable(a.err)
 			}
+		case <-freed:
 		case <-ctx.Done():
 			return nil, unavailable(ctx.Err())
 		case <-p.closing:
 			return nil, closedErr
 		}
 	}
+}
+
+// reclaimIdleLocked frees cap for shared sends when it is all taken and
+// some of it by producers no Lease holds: an idle plain lease producer
+// becomes a shared one (reclaimed); an idle transactional one is closed, and
+// a slot frees when it is gone, as it does when a closing producer is (wait).
+func (p *ProducerPool) reclaimIdleLocked() (reclaimed, wait bool) {
+	for sl := range p.slots {
+		switch {
+		case sl.state == slotIdle && sl.pr.txn == nil:
+			sl.state = slotShared
+			p.publishSharedLocked()
+			return true, false
+		case sl.state == slotIdle:
+			sl.state = slotRetiring
+			p.nRetired++
+			p.wg.Add(1)
+			pr := sl.pr
+			go func() { // owned by the pool
+				defer p.wg.Done()
+				p.closeProducer(pr, errors.New("its slot was needed for shared sends"))
+			}()
+			wait = true
+		case sl.state == slotRetiring, sl.state == slotOpening:
+			wait = true
+		}
+	}
+	return false, wait
 }

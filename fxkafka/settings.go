@@ -83,9 +83,9 @@ func (c Config) build(sec security, funcs []func(*sarama.Config)) (resolved, err
 	// included: the client only carries its requests. sarama's producer
 	// checks (above) hold sarama's producer to one request in flight for
 	// idempotence; the pool's lanes keep one batch in flight per producer id
-	// and partition, so its connections carry maxOpenRequests.
+	// and partition, so its connections carry pipelineDepth.
 	if set.idempotent {
-		set.maxInFlight = maxOpenRequests
+		set.maxInFlight = pipelineDepth
 	}
 	sc.Producer.Idempotent = false
 	sc.Net.MaxOpenRequests = set.maxInFlight

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -18,6 +19,15 @@ type partState struct {
 	sink    *sink       // its leader's sink; nil while the leader is unknown
 	lanes   []*lanePart // by lane index
 	inReady bool        // listed in sink.ready
+
+	flying  atomic.Int32         // batches in flight, read without mu to place keyless records
+	sinkNow atomic.Pointer[sink] // sink, read without mu to place keyless records
+}
+
+// setSinkLocked moves ps to sink s (nil: its leader is unknown).
+func (ps *partState) setSinkLocked(s *sink) {
+	ps.sink = s
+	ps.sinkNow.Store(s)
 }
 
 // lanePart is one lane's share of a partition: the records waiting, the
@@ -56,10 +66,14 @@ func (ps *partState) laneLocked(i int) *lanePart {
 	return ps.lanes[i]
 }
 
-// pickLaneLocked chooses the lane an unordered record joins: one whose
-// records leave next (nothing in flight), else an idle one, else a new lane
-// if the producer may open one, else the one with the least waiting.
+// pickLaneLocked chooses the lane an unordered record joins. When requests
+// do not pipeline that is lane 0. Else it is one whose records leave next
+// (nothing in flight), else an idle one, else a new lane if the producer
+// may open one, else the one with the least waiting.
 func (ps *partState) pickLaneLocked(pr *producer) int {
+	if !pr.pipe.pipelining() {
+		return 0 // one batch at a time: records wait for it and batch up
+	}
 	best, bestBytes := 0, math.MaxInt
 	for i, lp := range ps.lanes {
 		if lp == nil {
@@ -134,6 +148,7 @@ func (ps *partState) cutLocked(pr *producer, now time.Time) (b *batch, more bool
 			default:
 				b, lp.retry = lp.retry, nil
 				lp.inflight = b
+				ps.flying.Add(1)
 			}
 			continue
 		}
@@ -155,6 +170,7 @@ func (ps *partState) cutLocked(pr *producer, now time.Time) (b *batch, more bool
 			continue // every record was withdrawn
 		}
 		lp.inflight = b
+		ps.flying.Add(1)
 	}
 	return b, more, wakeAt
 }
@@ -180,11 +196,10 @@ func (lp *lanePart) cut(pr *producer, ps *partState, lane int) *batch {
 		b.recs = append(b.recs, r)
 		b.bytes += r.size
 	}
-	clear(lp.pending[:n])
-	lp.pending = lp.pending[n:]
-	if len(lp.pending) == 0 {
-		lp.pending = nil
-	}
+	// Keep the slice's room for the next records: move the rest down.
+	rest := copy(lp.pending, lp.pending[n:])
+	clear(lp.pending[rest:])
+	lp.pending = lp.pending[:rest]
 	lp.splitLimit = 0
 	if len(dropped) > 0 {
 		pr.dropWithdrawn(dropped)
@@ -196,6 +211,7 @@ func (lp *lanePart) cut(pr *producer, ps *partState, lane int) *batch {
 		b.seq = lp.seq
 		lp.seq = addSeq(lp.seq, len(b.recs))
 	}
+	ps.topic.unstick(ps.id, b.bytes, pr.pipe.pipelining())
 	return b
 }
 
@@ -216,6 +232,8 @@ type sink struct {
 	ready     []*partState
 	inflight  int
 	reconnect bool // the connection failed: close it once nothing is in flight
+
+	flying atomic.Int32 // inflight, read without mu to place keyless records
 }
 
 func (s *sink) poke() {
@@ -278,10 +296,14 @@ func (s *sink) run() (wakeAt time.Time) {
 			_ = b.Close() // the next send opens it again
 			s.mu.Lock()
 		}
-		if s.inflight >= pr.set.maxInFlight && len(s.ready) > 0 {
-			pr.saturatedAt.Store(time.Now().UnixNano())
+		limit := pr.set.maxInFlight
+		if !pr.pipe.pipelining() {
+			limit = 1
 		}
-		if s.inflight >= pr.set.maxInFlight || len(s.ready) == 0 || s.reconnect {
+		if full := s.inflight >= limit && len(s.ready) > 0; full != pr.saturated.Load() {
+			pr.saturated.Store(full)
+		}
+		if s.inflight >= limit || len(s.ready) == 0 || s.reconnect {
 			s.mu.Unlock()
 			return wakeAt
 		}
@@ -325,6 +347,7 @@ func (s *sink) run() (wakeAt time.Time) {
 		s.ready = append(again, s.ready...)
 		if len(batches) > 0 {
 			s.inflight++
+			s.flying.Store(int32(s.inflight))
 		}
 		s.mu.Unlock()
 		if len(batches) == 0 {
@@ -386,10 +409,18 @@ func (s *sink) send(batches []*batch) {
 		s.done(batches, nil, err, false)
 		return
 	}
+	start := time.Now()
+	var cost atomic.Int64 // written after AsyncProduce returns, read by the callback
 	err := broker.AsyncProduce(req, func(resp *sarama.ProduceResponse, err error) {
 		// On the broker's receiving goroutine: never call the broker here.
+		if err == nil {
+			if c := cost.Load(); c > 0 {
+				pr.pipe.observe(time.Since(start), time.Duration(c))
+			}
+		}
 		s.done(batches, resp, err, true)
 	})
+	cost.Store(int64(time.Since(start)))
 	if err != nil {
 		s.done(batches, nil, err, false)
 	}
@@ -397,10 +428,10 @@ func (s *sink) send(batches []*batch) {
 
 // openBroker returns the sink's broker, opened (a closed connection
 // reopens; an open one says so). sinkFor may meanwhile replace the broker
-// and close the old one: an old one reopened after that close would be
-// closed by no one, its connection and receiving goroutine left for good.
-// So a broker found replaced after opening it is closed again, and the
-// current one taken.
+// and close the old one: an old one reopened after that close would keep
+// its connection and receiving goroutine until shutdown closes
+// oldBrokers. So a broker found replaced after opening it is closed again,
+// and the current one taken.
 func (s *sink) openBroker() *sarama.Broker {
 	for {
 		s.mu.Lock()
@@ -498,6 +529,7 @@ func (s *sink) done(batches []*batch, resp *sarama.ProduceResponse, err error, s
 	}
 	s.mu.Lock()
 	s.inflight--
+	s.flying.Store(int32(s.inflight))
 	if err != nil && sent || isConnectionError(err) {
 		s.reconnect = true
 	}
@@ -513,8 +545,5 @@ func isConnectionError(err error) bool {
 		return false
 	}
 	var ke sarama.KError
-	if errors.As(err, &ke) {
-		return false
-	}
-	return true
+	return !errors.As(err, &ke)
 }

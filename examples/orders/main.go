@@ -10,6 +10,13 @@
 // readiness endpoint backed by ProducerPool.Ping, and graceful shutdown on
 // SIGINT or SIGTERM: the HTTP server drains, then the pool flushes.
 //
+// It is traced end to end: a request's W3C traceparent is continued by a
+// server span "POST /orders", fxkafkaotel makes the send's producer span its
+// child and writes that span's context into the record's headers, so the
+// consumer of "orders" continues the same trace. Spans are printed to stdout
+// as JSON (swap the exporter for OTLP in production). fxkafkaprom serves the
+// pool's metrics and send-latency histograms at /metrics.
+//
 //	POST /orders  {"id":"o-1","item":"book","quantity":2}
 //	  202 {"partition":P,"offset":O}
 //	  400 {"error":...}    invalid order
@@ -17,6 +24,10 @@
 //	  504 {"error":...}    not acknowledged in time: may have been published
 //	GET /healthz   200 while the process runs
 //	GET /readyz    200 when a Kafka broker answers, else 503
+//	GET /metrics   Prometheus metrics
+//
+// It is a module of its own so that the core module's go.mod carries no
+// OpenTelemetry or Prometheus.
 package main
 
 import (
@@ -30,12 +41,23 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
 
 	"go.fxkafka.dev/fxkafka"
+	"go.fxkafka.dev/fxkafka/fxkafkaotel"
+	"go.fxkafka.dev/fxkafka/fxkafkaprom"
 )
 
 // Topic receives the orders.
@@ -64,6 +86,16 @@ func Options(addr string, log *zap.Logger) fx.Option {
 		fx.Supply(log),
 		fx.WithLogger(func(l *zap.Logger) fxevent.Logger { return &fxevent.ZapLogger{Logger: l.Named("fx")} }),
 		fxkafka.Module,
+		fxkafkaotel.Module, // traces every send with the app's TracerProvider and propagator
+		fxkafkaprom.Module, // the pool's metrics and histograms, in the app's registry
+		fx.Provide(
+			newSpanExporter,
+			newTracerProvider,
+			func(tp *sdktrace.TracerProvider) trace.TracerProvider { return tp },
+			newPropagator,
+			prometheus.NewRegistry,
+			func(r *prometheus.Registry) prometheus.Registerer { return r },
+		),
 		fx.Provide(NewOrderHandler, NewReadiness, newMux),
 		fx.Invoke(func(lc fx.Lifecycle, mux *http.ServeMux) { serve(lc, addr, mux, log) }),
 	}
@@ -160,10 +192,11 @@ func (rd *Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-func newMux(orders *OrderHandler, ready *Readiness) *http.ServeMux {
+func newMux(orders *OrderHandler, ready *Readiness, tp trace.TracerProvider, prop propagation.TextMapPropagator, reg *prometheus.Registry) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle("/orders", orders)
+	mux.Handle("/orders", traced(tp, prop, "/orders", orders))
 	mux.Handle("/readyz", ready)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "alive"})
 	})
@@ -203,4 +236,59 @@ func newLocalBroker(lc fx.Lifecycle, log *zap.Logger) (*kfake.Cluster, error) {
 	log.Info("KAFKA_BROKERS is unset: using an in-process broker", zap.Strings("brokers", c.ListenAddrs()))
 	lc.Append(fx.StopHook(c.Close))
 	return c, nil
+}
+
+// newSpanExporter prints spans to stdout as JSON lines. A production service
+// provides an OTLP exporter here instead.
+func newSpanExporter() (sdktrace.SpanExporter, error) {
+	return stdouttrace.New()
+}
+
+// newTracerProvider batches spans to the exporter. It is shut down (flushing
+// what it holds) after the pool has closed: the pool was built after it, so
+// its OnStop runs first.
+func newTracerProvider(lc fx.Lifecycle, exp sdktrace.SpanExporter) (*sdktrace.TracerProvider, error) {
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName("orders")))
+	if err != nil {
+		return nil, err
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	lc.Append(fx.StopHook(tp.Shutdown))
+	return tp, nil
+}
+
+// newPropagator reads and writes W3C trace context and baggage: in HTTP
+// requests (traced) and in Kafka record headers (fxkafkaotel).
+func newPropagator() propagation.TextMapPropagator {
+	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+}
+
+// traced runs h in a server span that continues the caller's trace (its
+// traceparent header, if any), so that the spans of what h does, the
+// producer span of a send included, are its children.
+func traced(tp trace.TracerProvider, prop propagation.TextMapPropagator, route string, h http.Handler) http.Handler {
+	tracer := tp.Tracer("go.fxkafka.dev/examples/orders")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := tracer.Start(ctx, r.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(semconv.HTTPRequestMethodKey.String(r.Method), semconv.HTTPRoute(route)))
+		defer span.End()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r.WithContext(ctx))
+		span.SetAttributes(semconv.HTTPResponseStatusCode(sw.status))
+		if sw.status >= http.StatusInternalServerError {
+			span.SetStatus(codes.Error, http.StatusText(sw.status))
+		}
+	})
+}
+
+// statusWriter remembers the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,11 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -22,6 +28,21 @@ import (
 )
 
 var ignoreBreaker = goleak.IgnoreAnyFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer")
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, ignoreBreaker) }
+
+// inMemorySpans replaces the service's stdout exporter with exp.
+func inMemorySpans(exp *tracetest.InMemoryExporter) fx.Option {
+	return fx.Replace(fx.Annotate(exp, fx.As(new(sdktrace.SpanExporter))))
+}
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
 
 // fakeProducer records what the handler sends and answers with err.
 type fakeProducer struct {
@@ -81,7 +102,7 @@ func TestOrdersServiceEndToEnd(t *testing.T) {
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
 
-	app := fxtest.New(t, Options(addr, zap.NewNop()))
+	app := fxtest.New(t, Options(addr, zap.NewNop()), inMemorySpans(tracetest.NewInMemoryExporter()))
 	app.RequireStart()
 	get := func(path string) int {
 		resp, err := http.Get("http://" + addr + path)
@@ -110,4 +131,57 @@ func TestOrdersServiceEndToEnd(t *testing.T) {
 	assert.Equal(t, "o-7", string(recs[0].Key))
 	assert.Equal(t, ack["offset"], recs[0].Offset)
 	assert.JSONEq(t, `{"id":"o-7","item":"pen","quantity":1}`, string(recs[0].Value))
+}
+
+func TestAnOrderIsTracedFromTheHTTPRequestToTheKafkaRecord(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, ignoreBreaker) })
+	broker := fxkafkatest.NewBroker(t, Topic)
+	t.Setenv("KAFKA_BROKERS", broker.Addrs()[0])
+	addr := freeAddr(t)
+	spans := tracetest.NewInMemoryExporter()
+	var tp *sdktrace.TracerProvider
+	app := fxtest.New(t, Options(addr, zap.NewNop()), inMemorySpans(spans), fx.Populate(&tp))
+	app.RequireStart()
+
+	// The caller's trace, as an upstream service would send it.
+	const callerTrace, callerSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/orders", bytes.NewBufferString(`{"id":"o-9","item":"ink","quantity":3}`))
+	require.NoError(t, err)
+	req.Header.Set("traceparent", "00-"+callerTrace+"-"+callerSpan+"-01")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+
+	resp, err = http.Get("http://" + addr + "/metrics")
+	require.NoError(t, err)
+	metrics, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Contains(t, string(metrics), `fxkafka_send_duration_seconds_count{class="ok"} 1`)
+
+	require.NoError(t, tp.ForceFlush(context.Background()))
+	byName := map[string]tracetest.SpanStub{}
+	for _, s := range spans.GetSpans() {
+		byName[s.Name] = s
+	}
+	server, producer := byName["POST /orders"], byName["send orders"]
+	require.Equal(t, trace.SpanKindServer, server.SpanKind, "spans: %v", byName)
+	require.Equal(t, trace.SpanKindProducer, producer.SpanKind, "spans: %v", byName)
+	assert.Equal(t, callerTrace, server.SpanContext.TraceID().String(), "the service continues the caller's trace")
+	assert.Equal(t, callerSpan, server.Parent.SpanID().String())
+	assert.True(t, server.Parent.IsRemote())
+	assert.Equal(t, server.SpanContext.SpanID(), producer.Parent.SpanID(), "the send is a child of the request")
+	app.RequireStop()
+
+	recs := broker.WaitForRecords(Topic, 1, 10*time.Second)
+	require.Len(t, recs, 1)
+	carrier := propagation.MapCarrier{}
+	for _, h := range recs[0].Headers {
+		carrier[h.Key] = string(h.Value)
+	}
+	assert.Equal(t, "application/json", carrier["content-type"], "the service's own headers are kept")
+	stored := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), carrier))
+	assert.Equal(t, callerTrace, stored.TraceID().String(), "a consumer of the record continues the same trace")
+	assert.Equal(t, producer.SpanContext.SpanID(), stored.SpanID(), "from the producer span")
 }

@@ -1,14 +1,20 @@
 // Package fxkafkaprom exports a [fxkafka.ProducerPool]'s [fxkafka.Stats] as
-// Prometheus metrics. It is a separate package so that services that do not
-// use Prometheus do not link it.
+// Prometheus metrics ([Collector]), and the latency of its sends and the
+// size of its batches as histograms ([Histograms], a hook). It is a separate
+// module so that services that do not use Prometheus do not link it.
 //
-// With Fx, add the module after fxkafka.Module:
+// With Fx, add the module next to fxkafka.Module:
 //
 //	fx.New(fxkafka.Module, fxkafkaprom.Module, ...)
 //
-// It registers the collector with the application's
+// It registers the collector and the histograms with the application's
 // prometheus.Registerer if it provides one, or with
-// prometheus.DefaultRegisterer, and unregisters it on stop.
+// prometheus.DefaultRegisterer, and unregisters them on stop. Without Fx:
+//
+//	h := fxkafkaprom.NewHistograms()
+//	pool, err := fxkafka.New(cfg, fxkafka.WithHook(h))
+//	...
+//	prometheus.MustRegister(fxkafkaprom.NewCollector(pool), h)
 package fxkafkaprom
 
 import (
@@ -94,15 +100,30 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.lastProvisionFailed, failed)
 }
 
-// Module registers a Collector for the application's *fxkafka.ProducerPool
-// on start and unregisters it on stop.
-var Module = fx.Module("fxkafkaprom", fx.Invoke(register))
+// Module registers a [Histograms] hook with the pool fxkafka.Module builds
+// (through the "fxkafka.options" value group), and, on start, a Collector
+// for the pool and the Histograms with the application's
+// prometheus.Registerer, or prometheus.DefaultRegisterer; it unregisters
+// both on stop.
+var Module = fx.Module("fxkafkaprom",
+	fx.Provide(
+		fx.Private,
+		NewHistograms,
+	),
+	fx.Provide(fx.Annotate(
+		// What fxkafka.ModuleOptions supplies: a []Option in the group.
+		func(h *Histograms) []fxkafka.Option { return []fxkafka.Option{fxkafka.WithHook(h)} },
+		fx.ResultTags(`group:"fxkafka.options"`),
+	)),
+	fx.Invoke(register),
+)
 
 type params struct {
 	fx.In
 
 	Lifecycle  fx.Lifecycle
 	Pool       *fxkafka.ProducerPool
+	Histograms *Histograms
 	Registerer prometheus.Registerer `optional:"true"`
 }
 
@@ -113,8 +134,18 @@ func register(p params) {
 	}
 	c := NewCollector(p.Pool)
 	p.Lifecycle.Append(fx.Hook{
-		OnStart: func(context.Context) error { return reg.Register(c) },
+		OnStart: func(context.Context) error {
+			if err := reg.Register(c); err != nil {
+				return err
+			}
+			if err := reg.Register(p.Histograms); err != nil {
+				reg.Unregister(c)
+				return err
+			}
+			return nil
+		},
 		OnStop: func(context.Context) error {
+			reg.Unregister(p.Histograms)
 			reg.Unregister(c)
 			return nil
 		},

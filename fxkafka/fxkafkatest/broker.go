@@ -1,7 +1,8 @@
 // Package fxkafkatest is a test kit for services that use fxkafka: a real
 // Kafka-protocol broker (kfake, from franz-go) running in the test's process
 // on loopback, that a test can take down and bring back on the same address,
-// and a read-back helper that shows what a topic holds.
+// a read-back helper that shows what a topic holds, and a collector of
+// Produce's outcomes.
 //
 //	func TestPublish(t *testing.T) {
 //		b := fxkafkatest.NewBroker(t, "orders")
@@ -14,6 +15,22 @@
 //		assert.Equal(t, "order-1", string(recs[0].Value))
 //	}
 //
+// [NewCluster] takes options for the cluster's shape and its network:
+// [WithTopics], [WithBrokers], [WithPartitions], and [WithLatency], a delay
+// line on every connection so that each request pays a round trip, to test
+// deadlines and throughput under latency without cgo or a real cluster:
+//
+//	b := fxkafkatest.NewCluster(t, fxkafkatest.WithTopics("orders"), fxkafkatest.WithBrokers(3), fxkafkatest.WithLatency(5*time.Millisecond))
+//
+// [Promises] is for code that produces asynchronously
+// ([fxkafka.ProducerPool.Produce]): it hands out promises that record every
+// outcome, fails the test if one runs twice, and waits for the outcomes
+// without sleeping:
+//
+//	promises := fxkafkatest.NewPromises(t)
+//	pool.Produce(ctx, msg, promises.Promise())
+//	outcomes := promises.WaitForAll(10 * time.Second)
+//
 // It is for tests only: kfake is a protocol peer, not a Kafka performance
 // model, and this package is the only part of fxkafka that imports it.
 package fxkafkatest
@@ -24,7 +41,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,19 +50,22 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"go.fxkafka.dev/fxkafka"
+	"go.fxkafka.dev/internal/netdelay"
 )
 
-// Partitions is the number of partitions of each topic NewBroker creates.
+// Partitions is the number of partitions of each topic NewBroker creates, and
+// NewCluster's default.
 const Partitions = 3
 
-// Broker is an in-process Kafka broker for tests. Its methods are safe for
-// concurrent use. It is closed by the test's cleanup.
+// Broker is an in-process Kafka cluster for tests, of one broker unless
+// [WithBrokers] asks for more. Its methods are safe for concurrent use. It is
+// closed by the test's cleanup.
 type Broker struct {
-	t      testing.TB
-	addr   string
-	port   int
-	topics []string
-	dir    string // kfake's data directory: what was written survives Down and Up
+	t     testing.TB
+	addrs []string
+	ports []int
+	opts  options
+	dir   string // kfake's data directory: what was written survives Down and Up
 
 	mu      sync.Mutex // protects cluster
 	cluster *kfake.Cluster
@@ -53,25 +73,50 @@ type Broker struct {
 
 // NewBroker starts a one-broker cluster on a free loopback port with the
 // given topics (Partitions partitions each), and registers its Close with
-// t.Cleanup. Other topics are created on first use.
+// t.Cleanup. Other topics are created on first use. It is
+// NewCluster(t, WithTopics(topics...)).
 func NewBroker(t testing.TB, topics ...string) *Broker {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("fxkafkatest: reserve a port: %v", err)
+	return NewCluster(t, WithTopics(topics...))
+}
+
+// NewCluster starts a cluster on free loopback ports, shaped by opts: by
+// default one broker, no topic created up front, Partitions partitions for
+// every topic, and no latency. It registers its Close with t.Cleanup, and
+// fails the test if an option is invalid or the cluster cannot start.
+//
+//	b := fxkafkatest.NewCluster(t,
+//		fxkafkatest.WithTopics("orders"),
+//		fxkafkatest.WithBrokers(3),
+//		fxkafkatest.WithPartitions(6),
+//		fxkafkatest.WithLatency(5*time.Millisecond),
+//	)
+func NewCluster(t testing.TB, opts ...Option) *Broker {
+	t.Helper()
+	o := options{brokers: 1, partitions: Partitions}
+	for _, opt := range opts {
+		opt.apply(&o)
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	b := &Broker{t: t, addr: addr, topics: topics, dir: t.TempDir()}
-	b.port, _ = strconv.Atoi(port)
+	if err := o.validate(); err != nil {
+		t.Fatalf("fxkafkatest: NewCluster: %v", err)
+	}
+	b := &Broker{t: t, opts: o, dir: t.TempDir()}
+	for range o.brokers {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("fxkafkatest: reserve a port: %v", err)
+		}
+		b.addrs = append(b.addrs, ln.Addr().String())
+		b.ports = append(b.ports, ln.Addr().(*net.TCPAddr).Port)
+		_ = ln.Close()
+	}
 	b.Up()
 	t.Cleanup(b.Down)
 	return b
 }
 
-// Addrs returns the broker's address, the same before and after Down and Up.
-func (b *Broker) Addrs() []string { return []string{b.addr} }
+// Addrs returns the brokers' addresses, the same before and after Down and Up.
+func (b *Broker) Addrs() []string { return slices.Clone(b.addrs) }
 
 // Config returns an fxkafka.Config for this broker, ready to pass to
 // fxkafka.New or to fx.Replace. Its ProvisionBackoffMax is 100ms so that a
@@ -83,9 +128,9 @@ func (b *Broker) Config() fxkafka.Config {
 	}
 }
 
-// Down stops the broker: its port refuses connections and open connections
-// are closed, as in an outage. What it stored is kept for Up. Down on a
-// stopped broker does nothing.
+// Down stops the broker (every broker of the cluster): its ports refuse
+// connections and open connections are closed, as in an outage. What it
+// stored is kept for Up. Down on a stopped broker does nothing.
 func (b *Broker) Down() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -95,9 +140,9 @@ func (b *Broker) Down() {
 	}
 }
 
-// Up starts the broker again on the same address, with what it stored before
-// Down. Up on a running broker does nothing. It fails the test if the broker
-// cannot start.
+// Up starts the broker again on the same addresses, with what it stored
+// before Down and the options it was made with. Up on a running broker does
+// nothing. It fails the test if the broker cannot start.
 func (b *Broker) Up() {
 	b.t.Helper()
 	b.mu.Lock()
@@ -106,19 +151,45 @@ func (b *Broker) Up() {
 		return
 	}
 	opts := []kfake.Opt{
-		kfake.Ports(b.port),
+		kfake.Ports(b.ports...),
 		kfake.DataDir(b.dir),
 		kfake.AllowAutoTopicCreation(),
-		kfake.DefaultNumPartitions(Partitions),
+		kfake.DefaultNumPartitions(b.opts.partitions),
 	}
-	if len(b.topics) > 0 {
-		opts = append(opts, kfake.SeedTopics(Partitions, b.topics...))
+	if len(b.opts.topics) > 0 {
+		opts = append(opts, kfake.SeedTopics(int32(b.opts.partitions), b.opts.topics...))
+	}
+	if b.opts.latency > 0 {
+		opts = append(opts, kfake.ListenFn(netdelay.ListenFunc(b.opts.latency)))
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
-		b.t.Fatalf("fxkafkatest: start broker on %s: %v", b.addr, err)
+		b.t.Fatalf("fxkafkatest: start broker on %s: %v", strings.Join(b.addrs, ","), err)
+	}
+	if err := spreadLeaders(c, b.opts.topics, b.opts.partitions, b.opts.brokers); err != nil {
+		c.Close()
+		b.t.Fatalf("fxkafkatest: start broker on %s: %v", strings.Join(b.addrs, ","), err)
 	}
 	b.cluster = c
+}
+
+// spreadLeaders makes broker p mod brokers the leader of partition p of each
+// topic: kfake picks leaders at random, which would leave some brokers of a
+// small cluster without any, and differ from run to run.
+func spreadLeaders(c *kfake.Cluster, topics []string, partitions, brokers int) error {
+	if brokers < 2 {
+		return nil
+	}
+	for _, topic := range topics {
+		for p := range int32(partitions) {
+			if want := p % int32(brokers); c.LeaderFor(topic, p) != want {
+				if err := c.MoveTopicPartition(topic, p, want); err != nil {
+					return fmt.Errorf("lead %s/%d from broker %d: %w", topic, p, want, err)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // Cluster returns the running kfake cluster, for fault injection

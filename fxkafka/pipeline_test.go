@@ -1,0 +1,109 @@
+package fxkafka
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"go.fxkafka.dev/internal/netdelay"
+)
+
+func TestRequestsPipelineOnlyWhenTheRoundTripIsWellAboveTheirCost(t *testing.T) {
+	tests := []struct {
+		name      string
+		rtt, cost time.Duration
+		want      bool
+	}{
+		{"loopback broker, small request", 50 * time.Microsecond, 10 * time.Microsecond, false},
+		{"loopback broker, large batch", 3 * time.Millisecond, time.Millisecond, false},
+		{"broker 1 ms away", 1100 * time.Microsecond, 15 * time.Microsecond, true},
+		{"broker 5 ms away, large batch", 6 * time.Millisecond, 500 * time.Microsecond, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var g pipeGauge
+			for range 10 {
+				g.observe(tt.rtt, tt.cost)
+			}
+			assert.Equal(t, tt.want, g.pipelining())
+		})
+	}
+}
+
+func TestTheGaugeGoesByTheShortestRoundTripSeen(t *testing.T) {
+	var g pipeGauge
+	g.observe(5*time.Millisecond, 10*time.Microsecond)
+	require.True(t, g.pipelining())
+	// A queue on the broker makes round trips long; the floor seen decides.
+	g.observe(40*time.Microsecond, 10*time.Microsecond)
+	g.observe(9*time.Millisecond, 10*time.Microsecond)
+	assert.False(t, g.pipelining(), "the broker answers in 40 µs at best: it is near")
+}
+
+// startFarBroker starts a 3-broker kfake cluster whose every request pays rtt.
+func startFarBroker(t *testing.T, rtt time.Duration) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(6, topic), kfake.ListenFn(netdelay.ListenFunc(rtt)))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return c
+}
+
+func TestThePoolPipelinesAndGrowsWhenTheBrokerIsFarAndRequestsQueue(t *testing.T) {
+	checkLeaks(t)
+	c := startFarBroker(t, 20*time.Millisecond)
+	cfg := testConfig(c.ListenAddrs()...)
+	cfg.MaxProducers = 3
+	p := newTestPool(t, cfg)
+	ctx := context.Background()
+	_, _, err := p.SendMessage(ctx, msg("first"))
+	require.NoError(t, err)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 512 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder("load")}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	waitFor(t, 20*time.Second, "a second producer", func() bool { return p.Stats().Producers >= 2 })
+	close(stop)
+	wg.Wait()
+	prods := *p.shared.Load()
+	require.NotEmpty(t, prods)
+	assert.True(t, prods[0].pipe.pipelining(), "requests pipeline to a broker 20 ms away")
+	assert.LessOrEqual(t, p.Stats().Producers, cfg.MaxProducers)
+}
+
+func TestALightLoadOnAFarBrokerStaysOnOneProducer(t *testing.T) {
+	checkLeaks(t)
+	c := startFarBroker(t, 5*time.Millisecond)
+	p := newTestPool(t, testConfig(c.ListenAddrs()...))
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 20 {
+				_, _, err := p.SendMessage(context.Background(), msg("light"))
+				assert.NoError(t, err)
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, 1, p.Stats().Producers, "four senders never fill a connection's request slots")
+}
