@@ -67,10 +67,9 @@ func batchesOf(t *testing.T, req kmsg.Request) []batchOf {
 func refuseProduce(req kmsg.Request, batches []batchOf, verdict func(batchOf) (code int16, bad []int32)) kmsg.Response {
 	pr := req.(*kmsg.ProduceRequest)
 	resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+	topics := map[string]int{} // one entry per topic, as a broker answers
 	for _, b := range batches {
 		code, bad := verdict(b)
-		rt := kmsg.NewProduceResponseTopic()
-		rt.Topic = b.topic
 		rp := kmsg.NewProduceResponseTopicPartition()
 		rp.Partition = b.partition
 		rp.ErrorCode = code
@@ -78,8 +77,15 @@ func refuseProduce(req kmsg.Request, batches []batchOf, verdict func(batchOf) (c
 		for _, i := range bad {
 			rp.ErrorRecords = append(rp.ErrorRecords, kmsg.ProduceResponseTopicPartitionErrorRecord{RelativeOffset: i})
 		}
-		rt.Partitions = append(rt.Partitions, rp)
-		resp.Topics = append(resp.Topics, rt)
+		i, ok := topics[b.topic]
+		if !ok {
+			i = len(resp.Topics)
+			topics[b.topic] = i
+			rt := kmsg.NewProduceResponseTopic()
+			rt.Topic = b.topic
+			resp.Topics = append(resp.Topics, rt)
+		}
+		resp.Topics[i].Partitions = append(resp.Topics[i].Partitions, rp)
 	}
 	return resp
 }
