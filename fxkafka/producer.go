@@ -431,13 +431,14 @@ func (pr *producer) placeOnLeader(ps *partState) bool {
 // the producer is stopping.
 func (pr *producer) sinkFor(b *sarama.Broker) *sink {
 	pr.mu.Lock()
-	defer pr.mu.Unlock()
 	select {
 	case <-pr.stop:
+		pr.mu.Unlock()
 		return nil
 	default:
 	}
 	s := pr.sinks[b.ID()]
+	var old *sarama.Broker
 	if s == nil {
 		s = &sink{pr: pr, broker: b, wake: make(chan struct{}, 1)}
 		pr.sinks[b.ID()] = s
@@ -445,15 +446,20 @@ func (pr *producer) sinkFor(b *sarama.Broker) *sink {
 		go s.loop()
 	} else {
 		s.mu.Lock()
-		old := s.broker
-		s.broker = b // the client may have replaced the broker's object (its address moved)
-		s.mu.Unlock()
-		if old != b {
+		if s.broker != b {
+			old = s.broker
+			s.broker = b // the client may have replaced the broker's object (its address moved)
 			// The sink may have reopened it, or may still: the client no
 			// longer will close it, so shutdown does.
 			pr.oldBrokers = append(pr.oldBrokers, old)
-			_ = old.Close()
 		}
+		s.mu.Unlock()
+	}
+	pr.mu.Unlock()
+	if old != nil {
+		// Not under pr.mu: Close waits for the answers in flight on old,
+		// whose callbacks take pr.mu (unload).
+		_ = old.Close()
 	}
 	return s
 }
