@@ -26,10 +26,10 @@ import (
 const hookTopic = "events"
 
 // verifyNoLeaks checks, after the test's other cleanups, that it left no
-// goroutine behind (sarama's breaker timer aside: see leak_test.go).
+// goroutine behind.
 func verifyNoLeaks(t *testing.T) {
 	t.Cleanup(func() {
-		goleak.VerifyNone(t, goleak.IgnoreAnyFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer"))
+		goleak.VerifyNone(t)
 	})
 }
 

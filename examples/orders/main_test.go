@@ -27,9 +27,7 @@ import (
 	"go.fxkafka.dev/fxkafka/fxkafkatest"
 )
 
-var ignoreBreaker = goleak.IgnoreAnyFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer")
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, ignoreBreaker) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // inMemorySpans replaces the service's stdout exporter with exp.
 func inMemorySpans(exp *tracetest.InMemoryExporter) fx.Option {
@@ -94,7 +92,7 @@ func TestOrderHandlerWithAFakeProducer(t *testing.T) {
 }
 
 func TestOrdersServiceEndToEnd(t *testing.T) {
-	t.Cleanup(func() { goleak.VerifyNone(t, ignoreBreaker) }) // after the broker's cleanup
+	t.Cleanup(func() { goleak.VerifyNone(t) }) // after the broker's cleanup
 	broker := fxkafkatest.NewBroker(t, Topic)
 	t.Setenv("KAFKA_BROKERS", broker.Addrs()[0])
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -134,7 +132,7 @@ func TestOrdersServiceEndToEnd(t *testing.T) {
 }
 
 func TestAnOrderIsTracedFromTheHTTPRequestToTheKafkaRecord(t *testing.T) {
-	t.Cleanup(func() { goleak.VerifyNone(t, ignoreBreaker) })
+	t.Cleanup(func() { goleak.VerifyNone(t) })
 	broker := fxkafkatest.NewBroker(t, Topic)
 	t.Setenv("KAFKA_BROKERS", broker.Addrs()[0])
 	addr := freeAddr(t)

@@ -33,7 +33,7 @@ func post(t *testing.T, addr, body string) (int, map[string]any) {
 }
 
 func TestQuickstartAnswers503DuringTheOutageThen200(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreAnyFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer"))
+	defer goleak.VerifyNone(t)
 	t.Setenv("KAFKA_BROKERS", "")
 	addr := freeAddr(t)
 	startBroker := make(chan struct{})

@@ -28,17 +28,12 @@ import (
 	"go.fxkafka.dev/fxkafka/fxkafkatest"
 )
 
-// ignoreBreaker: sarama's circuit breakers start a timer goroutine when they
-// open that nothing stops; it outlives the producer by up to 10s and holds
-// nothing of the pool's.
-var ignoreBreaker = goleak.IgnoreAnyFunction("github.com/eapache/go-resiliency/breaker.(*Breaker).timer")
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, ignoreBreaker) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // checkLeaks verifies, after the test's other cleanups, that it left no
 // goroutine behind.
 func checkLeaks(t *testing.T) {
-	t.Cleanup(func() { goleak.VerifyNone(t, ignoreBreaker) })
+	t.Cleanup(func() { goleak.VerifyNone(t) })
 }
 
 const topic = "orders"
