@@ -1,6 +1,8 @@
 package fxkafka
 
 import (
+	"errors"
+
 	"github.com/IBM/sarama"
 )
 
@@ -84,6 +86,19 @@ func splittable(k sarama.KError) bool {
 	case sarama.ErrMessageSizeTooLarge, sarama.ErrMessageSetSizeTooLarge, sarama.ErrInvalidMessage,
 		sarama.ErrInvalidRecord, sarama.ErrInvalidTimestamp:
 		return true
+	}
+	return false
+}
+
+// isMetadataRefusal reports whether err, from a metadata refresh, carries a
+// broker's answer for some topic or partition (no leader, no such topic)
+// rather than a failure to reach the brokers.
+func isMetadataRefusal(err error) bool {
+	for _, k := range []sarama.KError{sarama.ErrLeaderNotAvailable, sarama.ErrUnknownTopicOrPartition,
+		sarama.ErrNotLeaderForPartition, sarama.ErrReplicaNotAvailable, sarama.ErrTopicAuthorizationFailed} {
+		if errors.Is(err, k) {
+			return true
+		}
 	}
 	return false
 }

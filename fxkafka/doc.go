@@ -44,7 +44,7 @@
 // configured: each producer compares the shortest recent round trip with the
 // shortest time it took to build and write a request. When the round trip is
 // ten times that cost or more (a broker a millisecond away), requests are
-// pipelined, up to Net.MaxOpenRequests (5) per connection, and keyless
+// pipelined, up to Net.MaxOpenRequests (16 by default) per connection, and keyless
 // records move to another partition with nothing in flight after each
 // batch, so they spread rather than queue. When it is not (a broker on
 // loopback), one request is in flight per connection, the records that
@@ -271,7 +271,7 @@
 // Producer.Interceptors, Producer.Transaction.Timeout and Retry.*,
 // ChannelBufferSize). It honours, and a func may change (WithSaramaConfig
 // lists them all): ClientID, RackID, Version, Net.MaxOpenRequests (requests in flight per connection when
-// pipelining; 5 with idempotence, whatever is set), Net.SASL.*,
+// pipelining, 16 by default; 16 with idempotence, whatever is set), Net.SASL.*,
 // Metadata.Retry.*, RefreshFrequency and AllowAutoTopicCreation, and of
 // the producer settings RequiredAcks, Timeout, MaxMessageBytes, Compression,
 // CompressionLevel, Flush.Frequency (the linger), Partitioner (then called

@@ -662,9 +662,9 @@ func TestEveryProducerLeasedIsNoFreeProducerNotKafkaUnavailable(t *testing.T) {
 	require.ErrorIs(t, err, ErrUnavailable, "not sent: retrying is safe")
 	assert.NotContains(t, err.Error(), "kafka unavailable", "Kafka is up; the cap is taken")
 	assert.Contains(t, err.Error(), "MaxProducers")
-	err = p.Ping(context.Background())
-	require.ErrorIs(t, err, ErrNoFreeProducer)
-	assert.NotContains(t, err.Error(), "kafka unavailable")
+	// Ping asks whether a broker answers: the leased producer's
+	// connection tells, though no send could use it.
+	require.NoError(t, p.Ping(context.Background()))
 }
 
 func TestALeaseFailsAtOnceWhenTheOnlyProducerIsShared(t *testing.T) {

@@ -119,11 +119,17 @@ func (l *Lease) producer() (*producer, error) {
 	switch {
 	case l.released.Load():
 		return nil, ErrLeaseReleased
-	case l.pool.closed.Load() || l.pr.retired.Load():
+	case l.pool.closed.Load():
 		return nil, closedErr
+	case l.pr.retired.Load():
+		return nil, errLeaseBroken
 	}
 	return l.pr, nil
 }
+
+// errLeaseBroken is a lease's send error once its producer broke while the
+// pool is open: nothing was sent; release the lease and take another.
+var errLeaseBroken = &sendError{class: ErrUnavailable, what: "the lease's producer broke: Release it and Lease again"}
 
 func (l *Lease) transactional() bool { return l.pr.txn != nil }
 
@@ -178,8 +184,10 @@ func (l *Lease) txnCheck() error {
 		return fmt.Errorf("%w: Config.TransactionalID is not set", ErrNoTransaction)
 	case l.released.Load():
 		return ErrLeaseReleased
-	case l.pool.closed.Load() || l.pr.retired.Load():
+	case l.pool.closed.Load():
 		return forOp("transaction", closedErr)
+	case l.pr.retired.Load():
+		return forOp("transaction", errLeaseBroken)
 	}
 	return nil
 }

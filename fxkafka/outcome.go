@@ -159,7 +159,7 @@ func (pr *producer) failBatchLocked(lp *lanePart, b *batch, cause error, fin *fi
 			fin.broken = fmt.Errorf("sequence of %s/%d unknown after: %w", b.ps.topic.name, b.ps.id, cause)
 		}
 	default:
-		err = notSent(cause)
+		err = pr.notSent(cause)
 		if lp != nil && pr.idempotent {
 			lp.seq = b.seq // never written: the next batch takes its numbers
 		}
@@ -233,13 +233,15 @@ func (pr *producer) failBatch(b *batch, cause error) {
 	fin.run(pr)
 }
 
-// errGaveUp is the cause given to what Close gave up on: never sent ones
-// fail with ErrPoolClosed, sent ones as outcome unknown.
-var errGaveUp = errors.New("the pool closed before an answer came")
+// errGaveUp is the cause given to what an aborted producer gave up on:
+// never sent ones fail with ErrPoolClosed if the pool is closing (else
+// ErrUnavailable: a broken producer that ran out of time), sent ones as
+// outcome unknown.
+var errGaveUp = errors.New("the producer was given up before an answer came")
 
 // notSent is the error of a record that was never written, for cause.
-func notSent(cause error) error {
-	if cause == errGaveUp {
+func (pr *producer) notSent(cause error) error {
+	if cause == errGaveUp && pr.pool.closed.Load() {
 		return closedErr
 	}
 	return unavailable(cause)

@@ -18,9 +18,22 @@ import (
 // Ping is for readiness checks. Do not make liveness depend on it: a service
 // that is alive while Kafka is down is the point of the pool.
 func (p *ProducerPool) Ping(ctx context.Context) error {
-	pr, err := p.acquire(ctx, false)
-	if err != nil {
-		return forOp("ping", err)
+	// Any open producer's connections answer for the brokers, a leased
+	// one's too: only with none open does Ping provision.
+	p.mu.Lock()
+	var pr *producer
+	for sl := range p.slots {
+		if sl.pr != nil && sl.state != slotRetiring {
+			pr = sl.pr
+			break
+		}
+	}
+	p.mu.Unlock()
+	if pr == nil {
+		var err error
+		if pr, err = p.acquire(ctx, false); err != nil {
+			return forOp("ping", err)
+		}
 	}
 	p.mu.Lock()
 	if p.closed.Load() {

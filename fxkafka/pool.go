@@ -149,7 +149,8 @@ type Stats struct {
 }
 
 // Stats returns a snapshot of the pool's state. It takes the pool's mutex,
-// which the send path does not use, and is cheap enough for every scrape.
+// which the send path takes only to provision, and is cheap enough for
+// every scrape.
 func (p *ProducerPool) Stats() Stats {
 	s := Stats{
 		MaxProducers:      p.cfg.MaxProducers,
@@ -250,13 +251,11 @@ func (p *ProducerPool) Close(ctx context.Context) error {
 	// producer's load is no measure of it: the load drops just after the
 	// last answer's senders are told, so an idle pool could seem busy.)
 	abandoned := p.abandoned.Load()
-	p.mu.Lock()
-	for sl := range p.slots {
-		if sl.pr != nil {
-			sl.pr.abort()
-		}
+	// Abort after unlocking: aborting closes connections and takes the
+	// producers' locks.
+	for _, pr := range p.allProducers() {
+		pr.abort()
 	}
-	p.mu.Unlock()
 	p.buf.wakeAll()
 	<-p.producersDone // at once: aborted connections fail what was in flight
 	grace := time.NewTimer(abortGrace)

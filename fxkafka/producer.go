@@ -51,7 +51,7 @@ type producer struct {
 	flushing atomic.Int32 // > 0: no linger (a Flush or close waits)
 	aborted  atomic.Bool  // fail what is left instead of retrying: Close ran out of time
 	retired  atomic.Bool  // takes no new records
-	dead     atomic.Bool  // broken: retries nothing (brokenErr says why)
+	dead     atomic.Bool  // broken: retries nothing, is being replaced
 
 	topics  sync.Map // string -> *topicState
 	refresh chan struct{}
@@ -62,15 +62,16 @@ type producer struct {
 	wg      sync.WaitGroup     // the producer's goroutines
 	nlanes  atomic.Int32       // len(lanes), read without mu
 
-	saturated atomic.Bool // a sink has every request slot in flight and more to send
-	pipe      pipeGauge   // whether requests pipeline on a connection
+	saturated atomic.Int32 // sinks with every request slot in flight and more to send
+	pipe      pipeGauge    // whether requests pipeline on a connection
 
 	mu         sync.Mutex // protects following
 	sinks      map[int32]*sink
 	oldBrokers []*sarama.Broker // brokers a sink used before the client replaced them
 	lanes      []*lane
 	growing    bool
-	brokenErr  error         // set once: why the producer must be replaced
+	nextGrow   time.Time     // after a lane's producer id could not be had, none is asked for before this
+	growFails  int           // consecutive failures to open a lane
 	idle       chan struct{} // closed and replaced when load reaches 0 while someone waits
 	txn        *txnState     // transactional producers only
 	stopOnce   sync.Once
@@ -346,13 +347,12 @@ func (pr *producer) refreshOnce() (more bool, err error) {
 	for _, ts := range append(loading, moving...) {
 		names = append(names, ts.name)
 	}
-	if err := pr.client.RefreshMetadata(names...); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
-		if len(loading) > 0 && !isConnectionError(err) {
-			for _, ts := range loading {
-				pr.loadFailed(ts, unavailable(fmt.Errorf("metadata for topic %s: %w", ts.name, err)))
-			}
-			return false, nil
-		}
+	// Only a failure to reach the brokers is the producer's. sarama also
+	// returns an error for metadata that came back with a partition
+	// without a leader (an election under way, a broker down) or a topic
+	// missing, having stored what did come: those are per topic and per
+	// partition, and Partitions and Leader below tell them apart.
+	if err := pr.client.RefreshMetadata(names...); err != nil && (errors.Is(err, sarama.ErrOutOfBrokers) || errors.Is(err, sarama.ErrClosedClient) || isConnectionError(err) && !isMetadataRefusal(err)) {
 		return false, err
 	}
 	for _, ts := range loading {
@@ -479,10 +479,10 @@ func (pr *producer) failLeaderless(cause error) {
 			var out []*record
 			var bs []*batch
 			if ps.sink == nil {
-				out, bs = ps.takeAllLocked()
+				out, bs = ps.takeAllLocked(pr.idempotent)
 			}
 			ps.mu.Unlock()
-			pr.failUnsent(out, notSent(cause))
+			pr.failUnsent(out, pr.notSent(cause))
 			for _, b := range bs {
 				pr.failBatch(b, cause)
 			}
@@ -494,14 +494,7 @@ func (pr *producer) failLeaderless(cause error) {
 // broken marks the producer for replacement: the pool stops routing to it
 // and closes it. The first cause is kept.
 func (pr *producer) broken(cause error) {
-	pr.mu.Lock()
-	first := pr.brokenErr == nil
-	if first {
-		pr.brokenErr = cause
-		pr.dead.Store(true)
-	}
-	pr.mu.Unlock()
-	if first {
+	if pr.dead.CompareAndSwap(false, true) {
 		pr.pool.retireBroken(pr, cause)
 	}
 }
@@ -640,7 +633,7 @@ func (pr *producer) usableLanes(want bool) int {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	n := len(pr.lanes)
-	if want && n < pr.maxLanes() && !pr.growing && pr.brokenErr == nil {
+	if want && n < pr.maxLanes() && !pr.growing && !pr.dead.Load() && !time.Now().Before(pr.nextGrow) {
 		if !pr.idempotent {
 			pr.lanes = append(pr.lanes, &lane{idx: n, pid: -1, epoch: -1})
 			pr.nlanes.Store(int32(n + 1))
@@ -659,6 +652,12 @@ func (pr *producer) growLane() {
 	l, err := pr.newLane()
 	pr.mu.Lock()
 	pr.growing = false
+	if err != nil {
+		pr.growFails++
+		pr.nextGrow = time.Now().Add(backoff(pr.growFails, pr.pool.cfg.ProvisionBackoffMax))
+	} else {
+		pr.growFails = 0
+	}
 	if err == nil {
 		l.idx = len(pr.lanes)
 		pr.lanes = append(pr.lanes, l)
@@ -785,6 +784,11 @@ func (pr *producer) shutdown() {
 		pr.dialer.abort() // what still blocks on the network returns
 		pr.wg.Wait()
 		pr.failAll(errGaveUp)
+		// sarama's client closes its brokers in the background; close them
+		// here, so that none of their goroutines outlives the producer.
+		for _, b := range pr.client.Brokers() {
+			_ = b.Close()
+		}
 		if err := pr.client.Close(); err != nil && !errors.Is(err, sarama.ErrClosedClient) {
 			pr.pool.log.Debug("close client", zap.Int("producer", pr.id), zap.Error(err))
 		}
@@ -814,9 +818,9 @@ func (pr *producer) failAll(cause error) {
 		}
 		for _, ps := range ts.parts {
 			ps.mu.Lock()
-			out, bs := ps.takeAllLocked()
+			out, bs := ps.takeAllLocked(pr.idempotent)
 			ps.mu.Unlock()
-			pr.failUnsent(out, notSent(cause))
+			pr.failUnsent(out, pr.notSent(cause))
 			for _, b := range bs {
 				pr.failBatch(b, cause)
 			}
@@ -836,7 +840,7 @@ func (pr *producer) busy() bool {
 	if !pr.pipe.pipelining() {
 		return false // another connection would split batches, not save a wait
 	}
-	return pr.saturated.Load()
+	return pr.saturated.Load() > 0
 }
 
 func (pr *producer) isBroken() bool {

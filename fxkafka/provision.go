@@ -293,3 +293,31 @@ func (pr *producer) newLane() (*lane, error) {
 	defer cancel()
 	return initProducerID(ctx, pr.client, pr.conf, pr.txnID)
 }
+
+// reclaimIdleLocked frees cap for shared sends when it is all taken and
+// some of it by producers no Lease holds: an idle plain lease producer
+// becomes a shared one (reclaimed); an idle transactional one is closed, and
+// a slot frees when it is gone, as it does when a closing producer is (wait).
+func (p *ProducerPool) reclaimIdleLocked() (reclaimed, wait bool) {
+	for sl := range p.slots {
+		switch {
+		case sl.state == slotIdle && sl.pr.txn == nil:
+			sl.state = slotShared
+			p.publishSharedLocked()
+			return true, false
+		case sl.state == slotIdle:
+			sl.state = slotRetiring
+			p.nRetired++
+			p.wg.Add(1)
+			pr := sl.pr
+			go func() { // owned by the pool
+				defer p.wg.Done()
+				p.closeProducer(pr, errors.New("its slot was needed for shared sends"))
+			}()
+			return false, true // one slot is enough
+		case sl.state == slotRetiring, sl.state == slotOpening:
+			wait = true
+		}
+	}
+	return false, wait
+}

@@ -178,7 +178,10 @@ func (p *ProducerPool) dispatch(ctx context.Context, recs []*record, lane int, l
 			return err
 		}
 		if l != nil {
-			return closedErr
+			if p.closed.Load() {
+				return closedErr
+			}
+			return errLeaseBroken
 		}
 	}
 }
@@ -234,12 +237,24 @@ func (p *ProducerPool) sendOne(ctx context.Context, msg *sarama.ProducerMessage,
 }
 
 func (p *ProducerPool) sendBatch(ctx context.Context, msgs []*sarama.ProducerMessage, l *Lease) error {
+	// What the messages' own fields refuse fails the call before any hook
+	// sees a message; what fails only with the headers hooks add ends the
+	// hooks of the messages before it, which are not sent either.
+	for i, m := range msgs {
+		if err := p.precheck(m); err != nil {
+			p.count(err)
+			return &MessageError{Index: i, Err: err}
+		}
+	}
 	recs := make([]*record, len(msgs))
 	for i, m := range msgs {
 		r, err := p.accept(ctx, m)
 		if err != nil {
 			p.count(err)
 			for _, r := range recs[:i] {
+				if r.hook != nil {
+					p.hookEnd(r.hook, -1, -1, 0, 0, invalid(fmt.Sprintf("message %d of the call is invalid; nothing of it was sent", i)))
+				}
 				r.release()
 			}
 			return &MessageError{Index: i, Err: err}
@@ -389,32 +404,4 @@ func (p *ProducerPool) acquire(ctx context.Context, oldest bool) (*producer, err
 			return nil, closedErr
 		}
 	}
-}
-
-// reclaimIdleLocked frees cap for shared sends when it is all taken and
-// some of it by producers no Lease holds: an idle plain lease producer
-// becomes a shared one (reclaimed); an idle transactional one is closed, and
-// a slot frees when it is gone, as it does when a closing producer is (wait).
-func (p *ProducerPool) reclaimIdleLocked() (reclaimed, wait bool) {
-	for sl := range p.slots {
-		switch {
-		case sl.state == slotIdle && sl.pr.txn == nil:
-			sl.state = slotShared
-			p.publishSharedLocked()
-			return true, false
-		case sl.state == slotIdle:
-			sl.state = slotRetiring
-			p.nRetired++
-			p.wg.Add(1)
-			pr := sl.pr
-			go func() { // owned by the pool
-				defer p.wg.Done()
-				p.closeProducer(pr, errors.New("its slot was needed for shared sends"))
-			}()
-			wait = true
-		case sl.state == slotRetiring, sl.state == slotOpening:
-			wait = true
-		}
-	}
-	return false, wait
 }

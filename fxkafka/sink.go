@@ -108,15 +108,21 @@ func (ps *partState) hasWorkLocked() bool {
 
 // takeAllLocked removes what waits on the partition and is not in flight:
 // records never sent, and batches waiting to be sent again.
-func (ps *partState) takeAllLocked() (recs []*record, again []*batch) {
+func (ps *partState) takeAllLocked(idempotent bool) (recs []*record, again []*batch) {
 	for _, lp := range ps.lanes {
 		if lp == nil {
 			continue
 		}
 		recs = append(recs, lp.pending...)
 		lp.pending, lp.pendingBytes = nil, 0
-		if lp.retry != nil {
-			again = append(again, lp.retry)
+		if b := lp.retry; b != nil {
+			// A retry batch never written gives its sequence numbers back
+			// (nothing was cut after it): the lane's next batch takes them,
+			// as the broker expects.
+			if idempotent && !b.maybeWritten {
+				lp.seq = b.seq
+			}
+			again = append(again, b)
 			lp.retry = nil
 		}
 	}
@@ -232,6 +238,7 @@ type sink struct {
 	ready     []*partState
 	inflight  int
 	reconnect bool // the connection failed: close it once nothing is in flight
+	saturated bool // counted in producer.saturated
 
 	flying atomic.Int32 // inflight, read without mu to place keyless records
 }
@@ -300,8 +307,13 @@ func (s *sink) run() (wakeAt time.Time) {
 		if !pr.pipe.pipelining() {
 			limit = 1
 		}
-		if full := s.inflight >= limit && len(s.ready) > 0; full != pr.saturated.Load() {
-			pr.saturated.Store(full)
+		if full := s.inflight >= limit && len(s.ready) > 0; full != s.saturated {
+			s.saturated = full
+			if full {
+				pr.saturated.Add(1)
+			} else {
+				pr.saturated.Add(-1)
+			}
 		}
 		if s.inflight >= limit || len(s.ready) == 0 || s.reconnect {
 			s.mu.Unlock()

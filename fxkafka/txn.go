@@ -107,7 +107,7 @@ func containsTP(tps []topicPartition, tp topicPartition) bool {
 func (pr *producer) endTxn(ctx context.Context, commit bool) error {
 	t := pr.txn
 	t.mu.Lock()
-	open, failed := t.open, t.failed
+	open := t.open
 	t.mu.Unlock()
 	if !open {
 		return fmt.Errorf("%w open", ErrNoTransaction)
@@ -116,6 +116,11 @@ func (pr *producer) endTxn(ctx context.Context, commit bool) error {
 		pr.txnUnknown()
 		return err
 	}
+	// Read once every message of the transaction has its outcome: one that
+	// failed while we waited must stop the commit.
+	t.mu.Lock()
+	failed := t.failed
+	t.mu.Unlock()
 	if commit && failed != nil {
 		return fmt.Errorf("a message of the transaction failed, abort it: %w", failed)
 	}
