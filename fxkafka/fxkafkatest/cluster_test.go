@@ -2,6 +2,7 @@ package fxkafkatest_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -80,13 +81,13 @@ func TestDownAndUpKeepTheLatencyAndLeaveNoGoroutineBehind(t *testing.T) {
 	require.Error(t, send("during"))
 	b.Up()
 	deadline := time.Now().Add(10 * time.Second)
-	for send("after") != nil {
+	for i := 0; send(fmt.Sprintf("after-%d", i)) != nil; i++ {
 		require.True(t, time.Now().Before(deadline), "no recovery")
 	}
 	start := time.Now()
 	require.NoError(t, send("timed"))
 	assert.GreaterOrEqual(t, time.Since(start), rtt, "the latency came back with the broker")
-	assert.Len(t, b.WaitForRecords("orders", 3, 10*time.Second), 3)
+	assert.GreaterOrEqual(t, len(b.WaitForRecords("orders", 3, 10*time.Second)), 3)
 }
 
 func TestNewClusterFailsTheTestOnAnInvalidOption(t *testing.T) {
