@@ -87,12 +87,12 @@ type lane struct {
 // topicState is what a producer knows of one topic.
 type topicState struct {
 	name   string
-	loaded chan struct{} // closed when parts or err is set
-	err    error         // the topic cannot be written: no such topic, or no metadata
-	at     time.Time     // when err was set: a missing topic is looked up again later
-	parts  []*partState
-	sticky atomic.Int32 // the partition keyless records go to now
-	stuck  atomic.Int64 // bytes sent to it since it became sticky
+	loaded chan struct{}                // closed when parts or err is set
+	err    error                        // the topic cannot be written: no such topic, or no metadata
+	at     time.Time                    // when err was set: a missing topic is looked up again later
+	parts  atomic.Pointer[[]*partState] // by partition id; only ever grows
+	sticky atomic.Int32                 // the partition keyless records go to now
+	stuck  atomic.Int64                 // bytes sent to it since it became sticky
 
 	pmu  sync.Mutex // guards part, the user's partitioner (WithSaramaConfig)
 	part sarama.Partitioner
@@ -105,7 +105,7 @@ type topicState struct {
 // once stickyBytes have gone there (so that they fill large batches, as
 // franz-go's default partitioner does).
 func (ts *topicState) unstick(id int32, bytes int, piped bool) {
-	n := int32(len(ts.parts))
+	n := int32(len(ts.partitions()))
 	if n < 2 || ts.sticky.Load() != id {
 		return
 	}
@@ -118,7 +118,7 @@ func (ts *topicState) unstick(id int32, bytes int, piped bool) {
 	start := id + 1 + rand.Int32N(n-1)
 	next := start % n
 	for i := range n - 1 {
-		if q := (start + i) % n; q != id && ts.parts[q].flying.Load() == 0 {
+		if q := (start + i) % n; q != id && ts.partitions()[q].flying.Load() == 0 {
 			next = q
 			break
 		}
@@ -145,12 +145,12 @@ func (pr *producer) slotsFree(ps *partState) int {
 // leastFlying returns the partition with the fewest batches in flight,
 // from a random start; from if none has fewer.
 func (ts *topicState) leastFlying(from int32) int32 {
-	n := int32(len(ts.parts))
-	best, fewest := from, ts.parts[from].flying.Load()
+	n := int32(len(ts.partitions()))
+	best, fewest := from, ts.partitions()[from].flying.Load()
 	start := rand.Int32N(n)
 	for i := range n {
 		q := (start + i) % n
-		if f := ts.parts[q].flying.Load(); f < fewest {
+		if f := ts.partitions()[q].flying.Load(); f < fewest {
 			best, fewest = q, f
 		}
 	}
@@ -161,12 +161,12 @@ func (ts *topicState) leastFlying(from int32) int32 {
 // from cannot send at once: the one whose broker has the most free request
 // slots, then the fewest batches in flight, from a random start.
 func (pr *producer) soonest(ts *topicState, from int32) int32 {
-	n := int32(len(ts.parts))
-	best, bestSlots, bestFlying := from, pr.slotsFree(ts.parts[from]), ts.parts[from].flying.Load()
+	n := int32(len(ts.partitions()))
+	best, bestSlots, bestFlying := from, pr.slotsFree(ts.partitions()[from]), ts.partitions()[from].flying.Load()
 	start := rand.Int32N(n)
 	for i := range n {
 		q := (start + i) % n
-		slots, flying := pr.slotsFree(ts.parts[q]), ts.parts[q].flying.Load()
+		slots, flying := pr.slotsFree(ts.partitions()[q]), ts.partitions()[q].flying.Load()
 		if slots > bestSlots || slots == bestSlots && flying < bestFlying {
 			best, bestSlots, bestFlying = q, slots, flying
 		}
@@ -177,6 +177,64 @@ func (pr *producer) soonest(ts *topicState, from int32) int32 {
 // stickyBytes is how much of keyless records one partition takes in a row
 // when requests do not pipeline.
 const stickyBytes = 64 << 10
+
+// defaultRegrow is how often a producer looks for partitions added to its
+// topics when sarama's own metadata refresh (Metadata.RefreshFrequency) is
+// off.
+const defaultRegrow = 10 * time.Minute
+
+// regrowAll fetches the metadata of the producer's topics and adds the
+// partitions they gained.
+func (pr *producer) regrowAll() {
+	var loaded []*topicState
+	var names []string
+	pr.topics.Range(func(_, v any) bool {
+		ts := v.(*topicState)
+		select {
+		case <-ts.loaded:
+			if ts.err == nil {
+				loaded = append(loaded, ts)
+				names = append(names, ts.name)
+			}
+		default:
+		}
+		return true
+	})
+	if len(names) == 0 {
+		return
+	}
+	_ = pr.client.RefreshMetadata(names...) // what came is stored; what did not stays as it was
+	for _, ts := range loaded {
+		pr.grow(ts)
+	}
+}
+
+// partitions returns the topic's partitions, by id.
+func (ts *topicState) partitions() []*partState {
+	if p := ts.parts.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// grow adds the partitions the topic gained since it was loaded (Kafka
+// only ever adds): keyed records then hash over the new count, as the
+// other clients do.
+func (pr *producer) grow(ts *topicState) {
+	ids, err := pr.client.Partitions(ts.name)
+	old := ts.partitions()
+	if err != nil || len(ids) <= len(old) {
+		return
+	}
+	parts := append(append(make([]*partState, 0, len(ids)), old...), make([]*partState, len(ids)-len(old))...)
+	for i := len(old); i < len(parts); i++ {
+		parts[i] = &partState{topic: ts, id: int32(i)}
+	}
+	ts.parts.Store(&parts)
+	for _, ps := range parts[len(old):] {
+		pr.placeOnLeader(ps)
+	}
+}
 
 // missingTopicTTL is how long a producer remembers that a topic does not
 // exist: sends to it fail at once meanwhile, and a caller looping on a typo
@@ -276,10 +334,19 @@ func (pr *producer) refresher() {
 	defer pr.wg.Done()
 	failures := 0
 	var retry <-chan time.Time
+	every := pr.conf.Metadata.RefreshFrequency
+	if every <= 0 {
+		every = defaultRegrow
+	}
+	regrow := time.NewTicker(every)
+	defer regrow.Stop()
 	for {
 		select {
 		case <-pr.refresh:
 		case <-retry:
+		case <-regrow.C:
+			pr.regrowAll()
+			continue
 		case <-pr.stop:
 			return
 		}
@@ -326,7 +393,7 @@ func (pr *producer) refreshOnce() (more bool, err error) {
 		ts := v.(*topicState)
 		select {
 		case <-ts.loaded:
-			for _, ps := range ts.parts {
+			for _, ps := range ts.partitions() {
 				ps.mu.Lock()
 				lost := ps.sink == nil
 				ps.mu.Unlock()
@@ -377,7 +444,7 @@ func (pr *producer) refreshOnce() (more bool, err error) {
 		if parts == nil {
 			continue
 		}
-		ts.parts = parts
+		ts.parts.Store(&parts)
 		ts.sticky.Store(rand.Int32N(int32(len(parts))))
 		if c := pr.set.partitioner; c != nil {
 			ts.part = c(ts.name)
@@ -386,7 +453,7 @@ func (pr *producer) refreshOnce() (more bool, err error) {
 		moving = append(moving, ts)
 	}
 	for _, ts := range moving {
-		for _, ps := range ts.parts {
+		for _, ps := range ts.partitions() {
 			if !pr.placeOnLeader(ps) {
 				more = true
 			}
@@ -474,7 +541,7 @@ func (pr *producer) failLeaderless(cause error) {
 		default:
 			return true
 		}
-		for _, ps := range ts.parts {
+		for _, ps := range ts.partitions() {
 			ps.mu.Lock()
 			var out []*record
 			var bs []*batch
@@ -522,7 +589,7 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 		if err := pr.partition(ts, r, laneIdx >= 0); err != nil {
 			return err
 		}
-		r.ps = ts.parts[r.partition]
+		r.ps = ts.partitions()[r.partition]
 	}
 	if pr.txn != nil {
 		if err := pr.addToTxn(ctx, recs); err != nil {
@@ -569,7 +636,7 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 // partition sets r.partition: the user's partitioner (WithSaramaConfig),
 // the key's hash, or for a keyless record the topic's sticky partition.
 func (pr *producer) partition(ts *topicState, r *record, ordered bool) error {
-	n := int32(len(ts.parts))
+	n := int32(len(ts.partitions()))
 	if ts.part != nil {
 		m := &sarama.ProducerMessage{Topic: r.topic, Partition: r.partition}
 		if r.rec.Key != nil {
@@ -594,7 +661,7 @@ func (pr *producer) partition(ts *topicState, r *record, ordered bool) error {
 		// An ordered record takes lane 0: where nothing is in flight it
 		// leaves at once.
 		p := ts.sticky.Load() % n
-		if pr.pipe.pipelining() && ts.parts[p].flying.Load() > 0 {
+		if pr.pipe.pipelining() && ts.partitions()[p].flying.Load() > 0 {
 			if q := ts.leastFlying(p); q != p {
 				ts.sticky.CompareAndSwap(p, q)
 				p = q
@@ -603,7 +670,7 @@ func (pr *producer) partition(ts *topicState, r *record, ordered bool) error {
 		r.partition = p
 	case pr.set.sticky:
 		p := ts.sticky.Load() % n
-		if pr.pipe.pipelining() && !pr.canLeave(ts.parts[p]) {
+		if pr.pipe.pipelining() && !pr.canLeave(ts.partitions()[p]) {
 			// A record there would wait a round trip (every lane of the
 			// partition, or every request slot of its broker, is in
 			// flight): stick to the partition that can send soonest.
@@ -726,7 +793,7 @@ func (pr *producer) wakeAll() {
 		default:
 			return true
 		}
-		for _, ps := range ts.parts {
+		for _, ps := range ts.partitions() {
 			ps.mu.Lock()
 			s := ps.sink
 			mark := s != nil && !ps.inReady && ps.hasWorkLocked()
@@ -816,7 +883,7 @@ func (pr *producer) failAll(cause error) {
 		default:
 			return true
 		}
-		for _, ps := range ts.parts {
+		for _, ps := range ts.partitions() {
 			ps.mu.Lock()
 			out, bs := ps.takeAllLocked(pr.idempotent)
 			ps.mu.Unlock()

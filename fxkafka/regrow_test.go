@@ -1,0 +1,58 @@
+package fxkafka
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func TestKeysHashOverPartitionsAddedToATopic(t *testing.T) {
+	checkLeaks(t)
+	c, err := kfake.NewCluster(kfake.SeedTopics(2, topic))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	p := newTestPool(t, testConfig(c.ListenAddrs()...), WithSaramaConfig(func(sc *sarama.Config) {
+		sc.Metadata.RefreshFrequency = 20 * time.Millisecond
+	}))
+	ctx := context.Background()
+	_, _, err = p.SendMessage(ctx, msg("two partitions"))
+	require.NoError(t, err)
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	require.NoError(t, err)
+	defer cl.Close()
+	req := kmsg.NewPtrCreatePartitionsRequest()
+	rt := kmsg.NewCreatePartitionsRequestTopic()
+	rt.Topic, rt.Count = topic, 4
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	require.NoError(t, err)
+	require.Zero(t, resp.Topics[0].ErrorCode)
+
+	waitFor(t, 10*time.Second, "the pool to see 4 partitions", func() bool {
+		for _, pr := range p.allProducers() {
+			if v, ok := pr.topics.Load(topic); ok && len(v.(*topicState).partitions()) == 4 {
+				return true
+			}
+		}
+		return false
+	})
+	msgs := make([]*sarama.ProducerMessage, 200)
+	for i := range msgs {
+		k := fmt.Sprintf("key-%d", i)
+		msgs[i] = &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(k), Value: sarama.StringEncoder(k)}
+	}
+	require.NoError(t, p.SendMessages(ctx, msgs))
+	for _, r := range readBack(t, c, topic) {
+		if r.Key != "" {
+			require.Equal(t, hashPartition("fnv1a", []byte(r.Key), 4), r.Partition, "key %s", r.Key)
+		}
+	}
+}
