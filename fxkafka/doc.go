@@ -44,9 +44,9 @@
 // configured: each producer compares the shortest recent round trip with the
 // shortest time it took to build and write a request. When the round trip is
 // ten times that cost or more (a broker a millisecond away), requests are
-// pipelined, up to Net.MaxOpenRequests (16 by default) per connection, and keyless
-// records move to another partition with nothing in flight after each
-// batch, so they spread rather than queue. When it is not (a broker on
+// pipelined, up to Net.MaxOpenRequests (16 by default) per connection, and a
+// keyless record goes to a partition where a lane and a request slot are
+// free, so records spread rather than queue. When it is not (a broker on
 // loopback), one request is in flight per connection, the records that
 // arrive meanwhile make the next batch larger, and keyless records stay on
 // one partition for 64 KiB.
@@ -85,10 +85,8 @@
 // slot in flight with records still waiting while requests pipeline (the
 // queueing a second connection would remove), or it carries
 // Config.ProducerBusyAt records. [ProducerPool.Produce] keeps to the oldest
-// shared producer (see Ordering); when that one is busy the pool grows all
-// the same, but the producers it adds carry only synchronous sends, so a
-// service that only produces asynchronously needs no more than one
-// (Config.MaxProducers 1).
+// shared producer (see Ordering) and never asks for another: one more would
+// carry none of its streams.
 //
 // # Delivery and errors
 //
@@ -149,7 +147,7 @@
 // checks them; a retry resends the same batch with the same numbers, so the
 // broker stores it once. Since a lane has one batch in flight, Kafka's limit
 // of five in flight per producer id never binds; an idempotent producer
-// opens at most five lanes (five producer ids, state every broker keeps),
+// opens at most ten lanes (ten producer ids, state every broker keeps),
 // and a connection carries up to sixteen requests. A lane whose batch failed with its outcome
 // unknown no longer knows which number comes next: its producer is retired
 // and replaced rather than guess.

@@ -210,7 +210,13 @@ func (pr *producer) rejectLocked(lp *lanePart, b *batch, block *sarama.ProduceRe
 		}
 		back = append(back, r)
 	}
-	if len(bad) == 0 {
+	switch {
+	case len(bad) > 0:
+	case block.Err == sarama.ErrMessageSizeTooLarge || block.Err == sarama.ErrMessageSetSizeTooLarge:
+		// The topic takes smaller batches than the pool builds: remember
+		// it for the partition, so later batches are not refused first.
+		b.ps.maxBatch = max(1, b.bytes/2)
+	default:
 		lp.splitLimit = max(1, len(b.recs)/2)
 	}
 	bytes := 0

@@ -1,5 +1,12 @@
 package fxkafka
 
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/IBM/sarama"
+)
+
 // hashPartition places a keyed record as the clients a service's other
 // producers use do, so that a key lands on the same partition whichever
 // client wrote it: "fnv1a" as sarama's NewHashPartitioner (its default),
@@ -56,3 +63,136 @@ func murmur2(data []byte) uint32 {
 	h ^= h >> 15
 	return h
 }
+
+// partition sets r.partition: the user's partitioner (WithSaramaConfig),
+// the key's hash, or for a keyless record the topic's sticky partition.
+func (pr *producer) partition(ts *topicState, r *record, ordered bool) error {
+	n := int32(len(ts.partitions()))
+	if ts.part != nil {
+		m := &sarama.ProducerMessage{Topic: r.topic, Partition: r.partition}
+		if r.rec.Key != nil {
+			m.Key = sarama.ByteEncoder(r.rec.Key)
+		}
+		ts.pmu.Lock()
+		p, err := ts.part.Partition(m, n)
+		ts.pmu.Unlock()
+		if err != nil {
+			return invalid(fmt.Sprintf("partitioner: %v", err))
+		}
+		if p < 0 || p >= n {
+			return invalid(fmt.Sprintf("partitioner chose partition %d of %d", p, n))
+		}
+		r.partition = p
+		return nil
+	}
+	switch {
+	case r.rec.Key != nil:
+		r.partition = hashPartition(pr.set.keyHash, r.rec.Key, n)
+	case pr.set.sticky && ordered:
+		// An ordered record takes lane 0: where nothing is in flight it
+		// leaves at once.
+		p := ts.sticky.Load() % n
+		if pr.pipe.pipelining() && ts.partitions()[p].flying.Load() > 0 {
+			if q := ts.leastFlying(p); q != p {
+				ts.sticky.CompareAndSwap(p, q)
+				p = q
+			}
+		}
+		r.partition = p
+	case pr.set.sticky:
+		p := ts.sticky.Load() % n
+		if pr.pipe.pipelining() && !pr.canLeave(ts.partitions()[p]) {
+			// A record there would wait a round trip (every lane of the
+			// partition, or every request slot of its broker, is in
+			// flight): stick to the partition that can send soonest.
+			if q := pr.soonest(ts, p); q != p {
+				ts.sticky.CompareAndSwap(p, q)
+				p = q
+			}
+		}
+		r.partition = p
+	default:
+		r.partition = rand.Int32N(n)
+	}
+	return nil
+}
+
+// unstick moves the topic's keyless records on from partition id, which a
+// batch of bytes just left: at once when requests pipeline (so that with
+// several batches in flight keyless records spread over the partitions
+// instead of queueing on one, as Kafka's Java client does, KIP-480), else
+// once stickyBytes have gone there (so that they fill large batches, as
+// franz-go's default partitioner does).
+func (ts *topicState) unstick(id int32, bytes int, piped bool) {
+	n := int32(len(ts.partitions()))
+	if n < 2 || ts.sticky.Load() != id {
+		return
+	}
+	if !piped && ts.stuck.Add(int64(bytes)) < stickyBytes {
+		return
+	}
+	ts.stuck.Store(0)
+	// The next partition with nothing in flight, from a random start, so
+	// that the records leave at once; else a random one.
+	start := id + 1 + rand.Int32N(n-1)
+	next := start % n
+	for i := range n - 1 {
+		if q := (start + i) % n; q != id && ts.partitions()[q].flying.Load() == 0 {
+			next = q
+			break
+		}
+	}
+	ts.sticky.CompareAndSwap(id, next)
+}
+
+// canLeave reports whether a record placed on ps now could leave at once:
+// a lane of it and a request slot of its broker are free. It reads atomics
+// only; a stale answer costs a round trip, never correctness.
+func (pr *producer) canLeave(ps *partState) bool {
+	return int(ps.flying.Load()) < pr.maxLanes() && pr.slotsFree(ps) > 0
+}
+
+// slotsFree is how many requests ps's broker could take now.
+func (pr *producer) slotsFree(ps *partState) int {
+	s := ps.sinkNow.Load()
+	if s == nil {
+		return 0
+	}
+	return pr.set.maxInFlight - int(s.flying.Load())
+}
+
+// leastFlying returns the partition with the fewest batches in flight,
+// from a random start; from if none has fewer.
+func (ts *topicState) leastFlying(from int32) int32 {
+	n := int32(len(ts.partitions()))
+	best, fewest := from, ts.partitions()[from].flying.Load()
+	start := rand.Int32N(n)
+	for i := range n {
+		q := (start + i) % n
+		if f := ts.partitions()[q].flying.Load(); f < fewest {
+			best, fewest = q, f
+		}
+	}
+	return best
+}
+
+// soonest returns the partition of ts a keyless record should go to when
+// from cannot send at once: the one whose broker has the most free request
+// slots, then the fewest batches in flight, from a random start.
+func (pr *producer) soonest(ts *topicState, from int32) int32 {
+	n := int32(len(ts.partitions()))
+	best, bestSlots, bestFlying := from, pr.slotsFree(ts.partitions()[from]), ts.partitions()[from].flying.Load()
+	start := rand.Int32N(n)
+	for i := range n {
+		q := (start + i) % n
+		slots, flying := pr.slotsFree(ts.partitions()[q]), ts.partitions()[q].flying.Load()
+		if slots > bestSlots || slots == bestSlots && flying < bestFlying {
+			best, bestSlots, bestFlying = q, slots, flying
+		}
+	}
+	return best
+}
+
+// stickyBytes is how much of keyless records one partition takes in a row
+// when requests do not pipeline.
+const stickyBytes = 64 << 10

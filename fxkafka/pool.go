@@ -66,6 +66,8 @@ type ProducerPool struct {
 	leaseFreed  chan struct{} // closed and replaced when a lease producer frees up
 	peak        int           // most slots at once: never above MaxProducers
 
+	// The rest guard themselves (their own locks, or atomics).
+
 	buf      buffer
 	flushes  flushTracker
 	promises promiseRunner

@@ -30,8 +30,10 @@ const (
 	// 5 and 36.2k with 16; 20 ms away, 8.5k and 10.6k.
 	pipelineDepth = 16
 	// idempotentLanes caps the lanes, hence the producer ids, of an
-	// idempotent producer: each id is state every broker keeps.
-	idempotentLanes = 5
+	// idempotent producer: each id is state every broker keeps. Against a
+	// broker 5 ms away, 256 idempotent senders got 30.8k sends/s with 5,
+	// 38.2k with 10 (as many as without idempotence) and 38.8k with 16.
+	idempotentLanes = 10
 	txnTimeout      = time.Minute // transaction.timeout.ms of transactional producers
 	txnRetryPause   = 20 * time.Millisecond
 )

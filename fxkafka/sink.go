@@ -19,6 +19,9 @@ type partState struct {
 	sink    *sink       // its leader's sink; nil while the leader is unknown
 	lanes   []*lanePart // by lane index
 	inReady bool        // listed in sink.ready
+	// maxBatch > 0 is the largest batch, in record bytes, to build for the
+	// partition: half of one its broker refused as too large.
+	maxBatch int
 
 	flying  atomic.Int32         // batches in flight, read without mu to place keyless records
 	sinkNow atomic.Pointer[sink] // sink, read without mu to place keyless records
@@ -40,7 +43,7 @@ type lanePart struct {
 	retry        *batch
 	notBefore    time.Time // retry backoff
 	seq          int32     // the next sequence number (idempotence)
-	splitLimit   int       // > 0: cut at most this many records (a batch the broker found too large)
+	splitLimit   int       // > 0: cut at most this many records (a batch the broker refused for one of them)
 }
 
 // batch is the records of one lane and partition that go in one request.
@@ -134,6 +137,12 @@ func (ps *partState) takeAllLocked(idempotent bool) (recs []*record, again []*ba
 // more to send at once, and when something held back by linger or backoff
 // becomes sendable.
 func (ps *partState) cutLocked(pr *producer, now time.Time) (b *batch, more bool, wakeAt time.Time) {
+	if pr.dead.Load() {
+		// A broken producer sends nothing more: what waits on it fails
+		// unsent when it closes (a send racing its retirement may have
+		// placed records after the retirement failed the others).
+		return nil, false, time.Time{}
+	}
 	set := pr.set
 	noLinger := set.linger <= 0 || pr.flushing.Load() > 0
 	soonest := func(t time.Time) {
@@ -185,6 +194,9 @@ func (ps *partState) cutLocked(pr *producer, now time.Time) (b *batch, more bool
 // the batch size limit. Records their callers withdrew are dropped.
 func (lp *lanePart) cut(pr *producer, ps *partState, lane int) *batch {
 	limit := pr.set.maxBatchBytes - pr.pool.batchHeader()
+	if ps.maxBatch > 0 {
+		limit = min(limit, ps.maxBatch)
+	}
 	b := &batch{ps: ps, lane: lane}
 	n := 0
 	var dropped []*record
