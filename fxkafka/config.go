@@ -26,7 +26,7 @@ const (
 	DefaultCompression         = "none"           // Config.Compression
 	DefaultKeyHash             = "fnv1a"          // Config.KeyHash
 	DefaultMaxBatchBytes       = 1024 * 1024      // Config.MaxBatchBytes (or MaxMessageBytes, if larger)
-	DefaultMaxBufferedMessages = 100000           // Config.MaxBufferedMessages
+	DefaultMaxBufferedMessages = 40000            // Config.MaxBufferedMessages
 	DefaultMaxBufferedBytes    = 64 * 1024 * 1024 // Config.MaxBufferedBytes (or MaxMessageBytes, if larger)
 
 	// DefaultLinger is Config.Linger's default: how long a batch may wait
@@ -150,8 +150,10 @@ type Config struct {
 
 	// MaxBufferedMessages bounds the messages Produce has handed to the pool
 	// whose promise has not yet returned; when it is reached, Produce waits
-	// for space. 0 means DefaultMaxBufferedMessages (100000, as librdkafka's
-	// queue.buffering.max.messages). Env: KAFKA_MAX_BUFFERED_MESSAGES.
+	// for space. 0 means DefaultMaxBufferedMessages (40000: one goroutine producing
+	// to a broker 5 ms away got 0.95M messages/s with 10000 buffered, 1.83M
+	// with 40000 and 1.93M with 100000, at a peak heap of 28, 89 and 202
+	// MiB). Env: KAFKA_MAX_BUFFERED_MESSAGES.
 	MaxBufferedMessages int `json:"maxBufferedMessages" yaml:"maxBufferedMessages" env:"KAFKA_MAX_BUFFERED_MESSAGES"`
 
 	// MaxBufferedBytes bounds the bytes of those messages. It must hold one
