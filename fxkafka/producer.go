@@ -3,6 +3,7 @@ package fxkafka
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -131,7 +132,19 @@ func (pr *producer) maxLanes() int {
 // and closes it. The first cause is kept.
 func (pr *producer) broken(cause error) {
 	if pr.dead.CompareAndSwap(false, true) {
+		// It sends nothing more (cutLocked): what waits on it fails now,
+		// unsent, whether or not the pool is closing.
+		pr.failAll(fmt.Errorf("producer %d broken: %w", pr.id, cause))
 		pr.pool.retireBroken(pr, cause)
+	}
+}
+
+// settleLate fails records placed on the producer after it was found
+// broken or aborted: the enqueue raced broken's or abort's failAll, which
+// may not have seen them, and nothing will send them.
+func (pr *producer) settleLate() {
+	if pr.dead.Load() || pr.aborted.Load() {
+		pr.failAll(errGaveUp)
 	}
 }
 
@@ -199,6 +212,7 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 			s.addReady(ps)
 		}
 	}
+	pr.settleLate()
 	return nil
 }
 
@@ -353,6 +367,10 @@ const abortGrace = 2 * time.Second
 func (pr *producer) abort() {
 	pr.aborted.Store(true)
 	pr.dialer.abort()
+	// What never left fails now (a partition without a leader would
+	// otherwise wait for a refresh nobody asks for); what is in flight
+	// fails as its aborted connection answers.
+	pr.failAll(errGaveUp)
 	pr.wakeAll()
 }
 
