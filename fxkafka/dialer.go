@@ -112,9 +112,10 @@ func (d *dialer) Dial(network, addr string) (net.Conn, error) {
 		}
 		return nil, err
 	}
-	var conn net.Conn = raw
+	peek := newPeekConn(raw)
+	var conn net.Conn = peek
 	if d.tls != nil {
-		tc := tls.Client(raw, d.tlsConfigFor(addr))
+		tc := tls.Client(peek, d.tlsConfigFor(addr))
 		// HandshakeContext closes raw when ctx ends, so a peer that
 		// accepts and never answers holds the dial only until abort or
 		// the timeout.
@@ -127,7 +128,7 @@ func (d *dialer) Dial(network, addr string) (net.Conn, error) {
 		}
 		conn = tc
 	}
-	c := &trackedConn{Conn: conn, raw: raw, d: d, addr: addr}
+	c := &trackedConn{Conn: conn, raw: raw, peek: peek, d: d, addr: addr}
 	c.firstRequest.Store(-1)
 	c.in.check = c.checkFrame
 	d.mu.Lock()
@@ -173,8 +174,9 @@ func (d *dialer) abort() {
 // dialer when closed, so a long-lived producer that reconnects does not grow
 // the set, and it checks the framing of what the broker sends.
 type trackedConn struct {
-	net.Conn          // the TLS connection, or raw
-	raw      net.Conn // the TCP connection
+	net.Conn           // the TLS connection, or raw
+	raw      net.Conn  // the TCP connection
+	peek     *peekConn // raw, able to tell whether the broker closed it
 	d        *dialer
 	addr     string
 	once     sync.Once
@@ -233,8 +235,13 @@ func (c *trackedConn) checkFrame(frame int, length uint32, head [4]byte) error {
 	return nil
 }
 
-// Write notes the API key of the first request, then writes b.
+// Write notes the API key of the first request, then writes b, unless
+// the broker closed the connection while it was idle: then it writes
+// nothing and returns errStaleConnection.
 func (c *trackedConn) Write(b []byte) (int, error) {
+	if c.peek.closedByPeer() {
+		return 0, errStaleConnection
+	}
 	if c.firstRequest.Load() < 0 {
 		c.wmu.Lock()
 		if c.reqHeadN < len(c.reqHead) {

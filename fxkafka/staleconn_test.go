@@ -1,0 +1,103 @@
+package fxkafka
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// droppingListener records the connections a broker accepts, so a test can
+// close them as a broker does when it restarts or drops idle connections.
+type droppingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (l *droppingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns = append(l.conns, c)
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *droppingListener) dropAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		_ = c.Close()
+	}
+	l.conns = nil
+}
+
+// ageConnections makes every connection of p's producers look idle for
+// longer than staleAfter, as after a quiet spell.
+func ageConnections(p *ProducerPool) {
+	past := time.Now().Add(-2 * staleAfter).UnixNano()
+	for _, pr := range p.allProducers() {
+		pr.dialer.mu.Lock()
+		for c := range pr.dialer.conns {
+			c.peek.lastIO.Store(past)
+		}
+		pr.dialer.mu.Unlock()
+	}
+}
+
+func TestASendAfterTheBrokerDroppedAnIdleConnectionGoesOnAFreshOne(t *testing.T) {
+	checkLeaks(t)
+	var lns []*droppingListener
+	c, err := kfake.NewCluster(kfake.SeedTopics(3, topic), kfake.ListenFn(func(network, addr string) (net.Listener, error) {
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		dl := &droppingListener{Listener: ln}
+		lns = append(lns, dl)
+		return dl, nil
+	}))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	p := newTestPool(t, testConfig(c.ListenAddrs()...))
+	_, _, err = p.SendMessage(context.Background(), msg("before"))
+	require.NoError(t, err)
+
+	// The broker drops the pool's connections while they are idle, as on
+	// a restart: the pool learns of it only when it uses them.
+	var before []*trackedConn
+	for _, pr := range p.allProducers() {
+		pr.dialer.mu.Lock()
+		for c := range pr.dialer.conns {
+			before = append(before, c)
+		}
+		pr.dialer.mu.Unlock()
+	}
+	require.NotEmpty(t, before)
+	for _, ln := range lns {
+		ln.dropAll()
+	}
+	ageConnections(p)
+	waitFor(t, 5*time.Second, "the close to reach the pool's side", func() bool {
+		for _, c := range before {
+			if !c.peek.closedByPeer() {
+				return false
+			}
+		}
+		return true
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, err = p.SendMessage(ctx, msg("after"))
+	require.NoError(t, err, "the dead connection was found before the request went into it")
+	require.Zero(t, p.Stats().FailedUnknown)
+	require.NoError(t, p.Close(context.Background()))
+	require.Equal(t, 1, countValues(readBack(t, c, topic))["after"])
+}
