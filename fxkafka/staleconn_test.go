@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // droppingListener records the connections a broker accepts, so a test can
@@ -100,4 +101,51 @@ func TestASendAfterTheBrokerDroppedAnIdleConnectionGoesOnAFreshOne(t *testing.T)
 	require.Zero(t, p.Stats().FailedUnknown)
 	require.NoError(t, p.Close(context.Background()))
 	require.Equal(t, 1, countValues(readBack(t, c, topic))["after"])
+}
+
+func TestTheStaleCheckNeverWaitsForAnAnswerStillDue(t *testing.T) {
+	checkLeaks(t)
+	c := startBroker(t, "", topic)
+	p := newTestPool(t, testConfig(c.ListenAddrs()...))
+	_, _, err := p.SendMessage(context.Background(), msg("first"))
+	require.NoError(t, err)
+
+	// A produce request the broker holds: its connection's reader waits
+	// for the answer, and the connection has been quiet for staleAfter.
+	h := holdRequests(t, c, kmsg.Produce)
+	sent := make(chan error, 1)
+	go func() {
+		_, _, err := p.SendMessage(context.Background(), msg("held"))
+		sent <- err
+	}()
+	<-h.seen
+	var waiting *trackedConn
+	waitFor(t, 5*time.Second, "the reader to wait for the held answer", func() bool {
+		for _, pr := range p.allProducers() {
+			pr.dialer.mu.Lock()
+			for c := range pr.dialer.conns {
+				if c.peek.reading.Load() > 0 {
+					waiting = c
+				}
+			}
+			pr.dialer.mu.Unlock()
+		}
+		return waiting != nil
+	})
+	ageConnections(p)
+
+	// A write on that connection checks it: the check must not wait for
+	// the reader (the answer comes only after release).
+	checked := make(chan bool, 1)
+	go func() { checked <- waiting.peek.closedByPeer() }()
+	select {
+	case closed := <-checked:
+		require.False(t, closed)
+	case <-time.After(5 * time.Second):
+		h.release()
+		<-checked
+		t.Fatal("the check waited for the answer still due")
+	}
+	h.release()
+	require.NoError(t, <-sent)
 }
