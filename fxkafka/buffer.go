@@ -12,17 +12,26 @@ import (
 type buffer struct {
 	maxMsgs, maxBytes int
 
+	// starving is called when a Produce starts waiting for space with no
+	// other waiting: space frees only as outcomes arrive, so records held
+	// back by Config.Linger must leave now (as Java's producer sends every
+	// batch while its buffer is exhausted).
+	starving func()
+
 	mu      sync.Mutex // protects following
 	msgs    int
 	bytes   int
-	waiters int           // Produce calls waiting for space
+	waiters atomic.Int32  // Produce calls waiting for space (written under mu, read by the sinks)
 	freed   chan struct{} // closed and replaced when space frees and someone waits
 }
 
-func (b *buffer) init(maxMsgs, maxBytes int) {
-	b.maxMsgs, b.maxBytes = maxMsgs, maxBytes
+func (b *buffer) init(maxMsgs, maxBytes int, starving func()) {
+	b.maxMsgs, b.maxBytes, b.starving = maxMsgs, maxBytes, starving
 	b.freed = make(chan struct{})
 }
+
+// starved reports whether a Produce waits for space: then nothing lingers.
+func (b *buffer) starved() bool { return b.waiters.Load() > 0 }
 
 func (b *buffer) count() int {
 	b.mu.Lock()
@@ -44,8 +53,11 @@ func (b *buffer) reserve(ctx context.Context, r *record, closing <-chan struct{}
 			return nil
 		}
 		freed := b.freed
-		b.waiters++
+		first := b.waiters.Add(1) == 1
 		b.mu.Unlock()
+		if first && b.starving != nil {
+			b.starving()
+		}
 		var err error
 		select {
 		case <-freed:
@@ -55,7 +67,7 @@ func (b *buffer) reserve(ctx context.Context, r *record, closing <-chan struct{}
 			err = closedErr
 		}
 		b.mu.Lock()
-		b.waiters--
+		b.waiters.Add(-1)
 		b.mu.Unlock()
 		if err != nil {
 			return err
@@ -69,7 +81,7 @@ func (b *buffer) releaseN(msgs, bytes int) {
 	b.mu.Lock()
 	b.msgs -= msgs
 	b.bytes -= bytes
-	if b.waiters > 0 {
+	if b.waiters.Load() > 0 {
 		close(b.freed)
 		b.freed = make(chan struct{})
 	}

@@ -123,9 +123,8 @@ type Config struct {
 	MaxMessageBytes int `json:"maxMessageBytes" yaml:"maxMessageBytes" env:"KAFKA_MAX_MESSAGE_BYTES"`
 
 	// MaxBatchBytes is the largest record batch the pool builds for one
-	// partition (before compression). It must hold one message of
-	// MaxMessageBytes, so a smaller value is an error; at most
-	// MaxRequestBytes. The broker refuses a batch above the topic's
+	// partition (before compression); at most MaxRequestBytes. A message
+	// larger than it travels in a batch of its own (as Java's batch.size). The broker refuses a batch above the topic's
 	// max.message.bytes, so keep it at or below that too. 0 means
 	// DefaultMaxBatchBytes (1 MiB), or MaxMessageBytes if that is larger.
 	// Env: KAFKA_MAX_BATCH_BYTES.
@@ -143,7 +142,9 @@ type Config struct {
 	CompressionLevel int `json:"compressionLevel" yaml:"compressionLevel" env:"KAFKA_COMPRESSION_LEVEL"`
 
 	// Linger is how long a batch may wait for more messages before it is
-	// sent, trading latency for larger batches. 0 means DefaultLinger; a
+	// sent, trading latency for larger batches. Nothing lingers while a
+	// Flush or Close waits, or a Produce waits for buffer space (which only
+	// outcomes free). 0 means DefaultLinger; a
 	// negative value means no wait at all, whatever the default.
 	// Env: KAFKA_LINGER, a Go duration such as "5ms".
 	Linger time.Duration `json:"linger" yaml:"linger" env:"KAFKA_LINGER"`
@@ -156,8 +157,9 @@ type Config struct {
 	// MiB). Env: KAFKA_MAX_BUFFERED_MESSAGES.
 	MaxBufferedMessages int `json:"maxBufferedMessages" yaml:"maxBufferedMessages" env:"KAFKA_MAX_BUFFERED_MESSAGES"`
 
-	// MaxBufferedBytes bounds the bytes of those messages. It must hold one
-	// message of MaxMessageBytes, so a smaller value is an error. 0 means
+	// MaxBufferedBytes bounds the bytes of those messages. A message larger
+	// than it waits until the buffer is empty and is then the only one in
+	// it. 0 means
 	// DefaultMaxBufferedBytes (64 MiB), or MaxMessageBytes if that is
 	// larger. Env: KAFKA_MAX_BUFFERED_BYTES.
 	MaxBufferedBytes int `json:"maxBufferedBytes" yaml:"maxBufferedBytes" env:"KAFKA_MAX_BUFFERED_BYTES"`
@@ -336,12 +338,6 @@ func (c Config) check() error {
 		if f.v > MaxRequestBytes {
 			return configError(f.field, "%d is above %d (MaxRequestBytes): sarama sends no request of 100 MiB or more", f.v, MaxRequestBytes)
 		}
-	}
-	if d.MaxBatchBytes < d.MaxMessageBytes {
-		return configError("MaxBatchBytes", "%d is below MaxMessageBytes (%d): a batch must hold the largest message", d.MaxBatchBytes, d.MaxMessageBytes)
-	}
-	if d.MaxBufferedBytes < d.MaxMessageBytes {
-		return configError("MaxBufferedBytes", "%d is below MaxMessageBytes (%d): the buffer must hold the largest message", d.MaxBufferedBytes, d.MaxMessageBytes)
 	}
 	codec, err := parseCompression(c.Compression)
 	if err != nil {

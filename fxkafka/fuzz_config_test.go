@@ -80,7 +80,7 @@ func FuzzWithSaramaConfigNeverPanicsAndKeepsItsLimits(f *testing.F) {
 		if err := sc.Validate(); err != nil {
 			t.Fatalf("New accepted what sarama refuses: %v", err)
 		}
-		if name, err := checkPoolLimits(sc, p.set.maxBatchBytes, p.set.maxBufferedBytes); err != nil {
+		if name, err := checkPoolLimits(sc); err != nil {
 			t.Fatalf("New accepted %s: %v", name, err)
 		}
 	})

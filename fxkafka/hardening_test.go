@@ -725,3 +725,28 @@ func TestCloseWithAnExpiredContextOnAnIdlePoolReturnsNil(t *testing.T) {
 		})
 	}
 }
+
+func TestSendMessagesWithOneMessageToAMissingTopicSendsNothingAndNamesIt(t *testing.T) {
+	checkLeaks(t)
+	c := startBroker(t, "", topic)
+	p := newTestPool(t, testConfig(c.ListenAddrs()...))
+	err := p.SendMessages(context.Background(), []*sarama.ProducerMessage{
+		msg("good-0"),
+		{Topic: "no-such-topic", Value: sarama.StringEncoder("bad-1")},
+		msg("good-2"),
+	})
+	require.ErrorIs(t, err, ErrInvalidMessage)
+	var me *MessageError
+	require.ErrorAs(t, err, &me)
+	assert.Equal(t, 1, me.Index, "the message to blame, as for the pool's own checks")
+	assert.Contains(t, me.Error(), "no-such-topic")
+	var ses SendErrors
+	assert.False(t, errors.As(err, &ses), "one error for the call, not one per message: %v", err)
+	assert.Zero(t, p.Stats().InFlight)
+
+	// The good messages were not sent; alone, they are.
+	require.NoError(t, p.SendMessages(context.Background(), []*sarama.ProducerMessage{msg("good-0"), msg("good-2")}))
+	require.NoError(t, p.Close(context.Background()))
+	stored := countValues(readBack(t, c, topic))
+	assert.Equal(t, map[string]int{"good-0": 1, "good-2": 1}, stored)
+}

@@ -21,8 +21,11 @@ import (
 type Hook any
 
 // HookSendStart is called once per message when a send accepts it ([ProducerPool.SendMessage],
-// [ProducerPool.SendMessages], [ProducerPool.Produce] and a [Lease]'s sends), after the message passed
-// validation and before the pool hands it to a producer, on the caller's goroutine.
+// [ProducerPool.SendMessages], [ProducerPool.Produce] and a [Lease]'s sends), before the pool hands it to
+// a producer, on the caller's goroutine. A message the pool refuses at once (nil, no topic, too large,
+// or beside such a message in one SendMessages call) is seen too, its [HookSendEnd] following at
+// once with class "invalid"; a nil message is seen as an empty one (no topic, no value), so a hook
+// must not assume msg.Value is set (a tombstone has none either).
 //
 // msg is the pool's own copy of the caller's message, Headers slice included: the hook may add or
 // change headers (to propagate a trace context, say), and they are sent while the caller's message

@@ -86,8 +86,11 @@ func (r *recorder) endsOf(class string) int {
 }
 
 func (r *recorder) OnSendStart(ctx context.Context, msg *sarama.ProducerMessage) context.Context {
-	b, _ := msg.Value.Encode()
-	v := string(b)
+	var v string // "" for a message without a value (a refused nil message is seen empty)
+	if msg.Value != nil {
+		b, _ := msg.Value.Encode()
+		v = string(b)
+	}
 	r.mu.Lock()
 	r.starts[v]++
 	r.mu.Unlock()
@@ -197,11 +200,21 @@ func TestHooksSeeEachMessageOnceWithTheOutcomeItsCallerGot(t *testing.T) {
 		assert.Equal(t, batch[i].Offset, info.Offset)
 	}
 
+	// Messages refused by validation are seen too, start and end, so
+	// that metrics count every send: a nil one as an empty message.
 	_, _, err = pool.SendMessage(ctx, nil)
 	require.ErrorIs(t, err, fxkafka.ErrInvalidMessage)
 	_, _, err = pool.SendMessage(ctx, &sarama.ProducerMessage{Value: sarama.StringEncoder("no topic")})
 	require.ErrorIs(t, err, fxkafka.ErrInvalidMessage)
-	assert.Equal(t, 3, rec.startCount(), "a message refused by validation is never seen by the hooks")
+	err = pool.SendMessages(ctx, []*sarama.ProducerMessage{hookMsg("valid beside"), {Value: sarama.StringEncoder("no topic either")}})
+	require.ErrorIs(t, err, fxkafka.ErrInvalidMessage)
+	for _, v := range []string{"", "no topic", "valid beside", "no topic either"} {
+		info := rec.end(t, v)
+		assert.Equal(t, fxkafka.ClassInvalid, info.Class, v)
+		assert.ErrorIs(t, info.Err, fxkafka.ErrInvalidMessage, v)
+		assert.Equal(t, int32(-1), info.Partition, v)
+		assert.Zero(t, info.Producer, v)
+	}
 
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()

@@ -70,6 +70,7 @@ type ProducerPool struct {
 
 	buf      buffer
 	flushes  flushTracker
+	flushing atomic.Int32 // > 0: Flush calls waiting: no producer lingers
 	promises promiseRunner
 
 	waiting           atomic.Int64
@@ -113,7 +114,15 @@ func New(cfg Config, opts ...Option) (*ProducerPool, error) {
 	if cfg.TLSInsecureSkipVerify {
 		p.log.Warn("TLS CERTIFICATE VERIFICATION IS OFF (TLSInsecureSkipVerify): any server can impersonate the brokers; use it for development only")
 	}
-	p.buf.init(p.set.maxBufferedMessages, p.set.maxBufferedBytes)
+	var starving func() // only a linger holds records back
+	if p.set.linger > 0 {
+		starving = func() {
+			for _, pr := range p.allProducers() {
+				pr.wakeAll()
+			}
+		}
+	}
+	p.buf.init(p.set.maxBufferedMessages, p.set.maxBufferedBytes, starving)
 	p.flushes.init()
 	p.promises.init(p)
 	p.shared.Store(&[]*producer{})

@@ -89,16 +89,13 @@ func (p *ProducerPool) Produce(ctx context.Context, msg *sarama.ProducerMessage,
 // Flush waits like on an open one.
 func (p *ProducerPool) Flush(ctx context.Context) error {
 	e := p.flushes.cut()
-	prods := p.allProducers()
-	for _, pr := range prods {
-		pr.flushing.Add(1)
+	// Pool-wide, so that a producer provisioned while Flush waits (for a
+	// Produce still waiting for its first producer) does not linger either.
+	p.flushing.Add(1)
+	defer p.flushing.Add(-1)
+	for _, pr := range p.allProducers() {
 		pr.wakeAll()
 	}
-	defer func() {
-		for _, pr := range prods {
-			pr.flushing.Add(-1)
-		}
-	}()
 	return p.flushes.wait(ctx, e)
 }
 

@@ -47,7 +47,7 @@ type producer struct {
 	// routing key, and what close waits for.
 	load atomic.Int64
 
-	flushing atomic.Int32 // > 0: no linger (a Flush or close waits)
+	flushing atomic.Int32 // > 0: no linger (its close waits; the pool's flushing is Flush's)
 	aborted  atomic.Bool  // fail what is left instead of retrying: Close ran out of time
 	retired  atomic.Bool  // takes no new records
 	dead     atomic.Bool  // broken: retries nothing, is being replaced
@@ -159,17 +159,17 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 	// Resolve every topic and partition before placing anything, so that
 	// a call is placed whole or not at all.
 	var last *topicState
-	for _, r := range recs {
+	for i, r := range recs {
 		ts := last
 		if ts == nil || ts.name != r.topic {
 			var err error
 			if ts, err = pr.topic(ctx, r.topic); err != nil {
-				return err
+				return refusedIn(recs, i, err)
 			}
 			last = ts
 		}
 		if err := pr.partition(ts, r, laneIdx >= 0); err != nil {
-			return err
+			return refusedIn(recs, i, err)
 		}
 		r.ps = ts.partitions()[r.partition]
 	}
@@ -214,6 +214,26 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 	}
 	pr.settleLate()
 	return nil
+}
+
+// refusedAt is the error of a call of several records that enqueue placed
+// none of because record index was refused (its topic does not exist, or
+// a partitioner chose a partition it does not have).
+type refusedAt struct {
+	index int
+	err   error
+}
+
+func (e *refusedAt) Error() string { return e.err.Error() }
+func (e *refusedAt) Unwrap() error { return e.err }
+
+// refusedIn is err, the failure to resolve recs[i], told apart when it
+// refuses that record in a call of several: the others are not to blame.
+func refusedIn(recs []*record, i int, err error) error {
+	if len(recs) > 1 && ErrorClass(err) == ClassInvalid {
+		return &refusedAt{index: i, err: err}
+	}
+	return err
 }
 
 // laneFor picks the lane a multi-record call takes: the one its first

@@ -216,7 +216,7 @@ func tune(sc *sarama.Config, funcs []func(*sarama.Config), d Config) (customPart
 	if err := validateSarama(sc, d.TransactionalID); err != nil {
 		return false, hatchError("sarama refuses the result: %w", err)
 	}
-	if name, err := checkPoolLimits(sc, d.MaxBatchBytes, d.MaxBufferedBytes); err != nil {
+	if name, err := checkPoolLimits(sc); err != nil {
 		return false, hatchError("%s: %w", name, err)
 	}
 	return !sameSetting(partitioner, sc.Producer.Partitioner), nil
@@ -229,14 +229,9 @@ func hatchError(format string, args ...any) *ConfigError {
 // checkPoolLimits checks what sarama's Validate does not and the send path
 // needs, on settings a WithSaramaConfig func may change. It names the sarama
 // setting at fault.
-func checkPoolLimits(sc *sarama.Config, maxBatchBytes, maxBufferedBytes int) (string, error) {
-	switch mb := sc.Producer.MaxMessageBytes; {
-	case mb > MaxRequestBytes:
+func checkPoolLimits(sc *sarama.Config) (string, error) {
+	if mb := sc.Producer.MaxMessageBytes; mb > MaxRequestBytes {
 		return "Producer.MaxMessageBytes", fmt.Errorf("%d is above %d (MaxRequestBytes)", mb, MaxRequestBytes)
-	case mb > maxBatchBytes:
-		return "Producer.MaxMessageBytes", fmt.Errorf("%d is above Config.MaxBatchBytes (%d): a batch must hold the largest message", mb, maxBatchBytes)
-	case mb > maxBufferedBytes:
-		return "Producer.MaxMessageBytes", fmt.Errorf("%d is above Config.MaxBufferedBytes (%d)", mb, maxBufferedBytes)
 	}
 	if sc.Net.SASL.Enable && sc.Net.SASL.Version != sarama.SASLHandshakeV1 {
 		return "Net.SASL.Version", fmt.Errorf("is %d: SASL v0 sends raw tokens, and the pool's dialer refuses what is not framed as Kafka's protocol; keep SASLHandshakeV1", sc.Net.SASL.Version)

@@ -270,7 +270,6 @@ func TestWithSaramaConfigResultsThatCannotWorkAreRefused(t *testing.T) {
 		{"zstd on 2.0", Config{Compression: "zstd"}, func(c *sarama.Config) { c.Version = sarama.V2_0_0_0 }, "zstd compression requires"},
 		{"ack timeout at the read timeout", Config{}, func(c *sarama.Config) { c.Producer.Timeout = readTimeout }, "Producer.Timeout"},
 		{"message at sarama's request limit", Config{}, func(c *sarama.Config) { c.Producer.MaxMessageBytes = int(sarama.MaxRequestSize) }, "MaxRequestBytes"},
-		{"message larger than a batch", Config{}, func(c *sarama.Config) { c.Producer.MaxMessageBytes = 2 << 20 }, "above Config.MaxBatchBytes"},
 		{"a level for lz4", Config{Compression: "lz4"}, func(c *sarama.Config) { c.Producer.CompressionLevel = 5 }, "lz4 has no levels"},
 		{"SASL v0", Config{SASLMechanism: SASLPlain, SASLUser: "u", SASLPassword: "p"}, func(c *sarama.Config) {
 			c.Net.SASL.Version, c.ApiVersionsRequest = sarama.SASLHandshakeV0, false

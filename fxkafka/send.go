@@ -45,7 +45,8 @@ func (p *ProducerPool) SendMessage(ctx context.Context, msg *sarama.ProducerMess
 
 // SendMessages sends msgs and waits for all of them, like
 // [ProducerPool.SendMessage] does for one. Every message is checked first:
-// if one is invalid, the call returns a [*MessageError] matching
+// if one is invalid (by the pool's checks, or its topic does not exist),
+// the call returns that message's [*MessageError] matching
 // [ErrInvalidMessage] and sends nothing; if ctx has ended already, nothing
 // is sent either. Otherwise every message is placed on one producer and one
 // lane, so that the messages of the call to one partition are stored in the
@@ -63,27 +64,52 @@ func (p *ProducerPool) accept(ctx context.Context, msg *sarama.ProducerMessage) 
 	if !p.hooks.onSend() {
 		return p.newRecord(msg)
 	}
-	// What its own fields refuse, the hooks never see; what fails only
-	// with the headers they add (its size), they see end.
+	// What its own fields refuse ends its hooks at once; what fails only
+	// with the headers they add (its size) ends them too.
 	if err := p.precheck(msg); err != nil {
+		p.hookRefused(ctx, msg, err)
 		return nil, err
 	}
-	cp := *msg
-	cp.Headers = append([]sarama.RecordHeader(nil), msg.Headers...)
-	cp.Metadata = nil
-	hr := &hookRecord{ctx: ctx, msg: &cp, start: time.Now()}
-	for _, h := range p.hooks.sendStart {
-		if c := h.OnSendStart(hr.ctx, &cp); c != nil {
-			hr.ctx = c
-		}
-	}
-	r, err := p.newRecord(&cp)
+	hr := p.hookStart(ctx, msg)
+	r, err := p.newRecord(hr.msg)
 	if err != nil {
 		p.hookEnd(hr, -1, -1, 0, 0, err)
 		return nil, err
 	}
 	r.hook = hr
 	return r, nil
+}
+
+// hookStart runs the send-start hooks on the pool's copy of msg (an empty
+// message for a nil one) and returns what their send-end needs.
+func (p *ProducerPool) hookStart(ctx context.Context, msg *sarama.ProducerMessage) *hookRecord {
+	var cp sarama.ProducerMessage
+	if msg != nil {
+		cp = *msg
+		cp.Headers = append([]sarama.RecordHeader(nil), msg.Headers...)
+		cp.Metadata = nil
+	}
+	hr := &hookRecord{ctx: ctx, msg: &cp, start: time.Now()}
+	for _, h := range p.hooks.sendStart {
+		if c := h.OnSendStart(hr.ctx, &cp); c != nil {
+			hr.ctx = c
+		}
+	}
+	return hr
+}
+
+// hookRefused runs the send hooks, start then end, for a message refused
+// before it became a record, so hooks see every message a send is given.
+func (p *ProducerPool) hookRefused(ctx context.Context, msg *sarama.ProducerMessage, err error) {
+	if p.hooks.onSend() {
+		p.hookEnd(p.hookStart(ctx, msg), -1, -1, 0, 0, err)
+	}
+}
+
+// notSentWith is the outcome of a SendMessages message not sent because
+// message i of the call is invalid.
+func notSentWith(i int) error {
+	return invalid(fmt.Sprintf("message %d of the call is invalid; nothing of it was sent", i))
 }
 
 // tell reports the outcome of r to the counters and the send-end hooks,
@@ -237,12 +263,21 @@ func (p *ProducerPool) sendOne(ctx context.Context, msg *sarama.ProducerMessage,
 }
 
 func (p *ProducerPool) sendBatch(ctx context.Context, msgs []*sarama.ProducerMessage, l *Lease) error {
-	// What the messages' own fields refuse fails the call before any hook
-	// sees a message; what fails only with the headers hooks add ends the
-	// hooks of the messages before it, which are not sent either.
+	// What the messages' own fields refuse fails the call before any
+	// message becomes a record: the hooks see each message start and end
+	// (the refused one with its error, the others not sent either). What
+	// fails only with the headers hooks add ends the hooks of the messages
+	// before it likewise.
 	for i, m := range msgs {
 		if err := p.precheck(m); err != nil {
 			p.count(err)
+			for j, m := range msgs {
+				if j == i {
+					p.hookRefused(ctx, m, err)
+				} else {
+					p.hookRefused(ctx, m, notSentWith(i))
+				}
+			}
 			return &MessageError{Index: i, Err: err}
 		}
 	}
@@ -253,9 +288,12 @@ func (p *ProducerPool) sendBatch(ctx context.Context, msgs []*sarama.ProducerMes
 			p.count(err)
 			for _, r := range recs[:i] {
 				if r.hook != nil {
-					p.hookEnd(r.hook, -1, -1, 0, 0, invalid(fmt.Sprintf("message %d of the call is invalid; nothing of it was sent", i)))
+					p.hookEnd(r.hook, -1, -1, 0, 0, notSentWith(i))
 				}
 				r.release()
+			}
+			for _, m := range msgs[i+1:] {
+				p.hookRefused(ctx, m, notSentWith(i))
 			}
 			return &MessageError{Index: i, Err: err}
 		}
@@ -282,6 +320,17 @@ func (p *ProducerPool) sendBatch(ctx context.Context, msgs []*sarama.ProducerMes
 		return fail(unavailable(err))
 	}
 	if err := p.dispatch(ctx, recs, -1, l); err != nil {
+		var ra *refusedAt
+		if errors.As(err, &ra) { // nothing placed, for one message's sake
+			for i, r := range recs {
+				if i == ra.index {
+					p.tell(r, ra.err)
+				} else {
+					p.tell(r, notSentWith(ra.index))
+				}
+			}
+			return &MessageError{Index: ra.index, Err: ra.err}
+		}
 		return fail(err)
 	}
 	select {

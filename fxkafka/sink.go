@@ -144,7 +144,7 @@ func (ps *partState) cutLocked(pr *producer, now time.Time) (b *batch, more bool
 		return nil, false, time.Time{}
 	}
 	set := pr.set
-	noLinger := set.linger <= 0 || pr.flushing.Load() > 0
+	noLinger := set.linger <= 0 || pr.flushing.Load() > 0 || pr.pool.flushing.Load() > 0 || pr.pool.buf.starved()
 	soonest := func(t time.Time) {
 		if wakeAt.IsZero() || t.Before(wakeAt) {
 			wakeAt = t

@@ -33,8 +33,8 @@
 // class). The partition is left out to keep the number of series small.
 //
 // A message refused by the pool's own checks (nil, no topic, too large)
-// never reaches the hooks, so it has no span and is not counted here; the
-// pool's Stats count it (FailedInvalid).
+// has its span too, with status Error and error.type "invalid", and is
+// counted (a nil message is seen as an empty one: its span is "send").
 //
 // # Use
 //
@@ -222,8 +222,12 @@ func (h *Hook) attrs(topic string) *topicAttrs {
 		semconv.MessagingOperationTypeSend,
 		semconv.MessagingDestinationName(topic),
 	}
+	name := "send " + topic
+	if topic == "" {
+		name = "send" // a message refused for having no topic: the conventions' name without a destination
+	}
 	a := &topicAttrs{
-		spanName:  "send " + topic,
+		spanName:  name,
 		spanStart: trace.WithAttributes(append(common[:len(common):len(common)], h.clientID)...),
 		byClass:   make(map[string]attribute.Set, len(classes)),
 	}

@@ -299,7 +299,7 @@ func TestMetricsCountEverySendWithItsClass(t *testing.T) {
 	_, _, err := pool.SendMessage(cancelled, order("unavailable"))
 	require.ErrorIs(t, err, fxkafka.ErrUnavailable)
 	_, _, err = pool.SendMessage(ctx, nil)
-	require.ErrorIs(t, err, fxkafka.ErrInvalidMessage) // refused before the hooks: not counted
+	require.ErrorIs(t, err, fxkafka.ErrInvalidMessage) // refused by the pool's checks: counted too
 	require.NoError(t, pool.Close(ctx))
 	for range 2 {
 		_, _, err := pool.SendMessage(ctx, order("closed"))
@@ -307,7 +307,7 @@ func TestMetricsCountEverySendWithItsClass(t *testing.T) {
 	}
 
 	durations, sent, series, unit, bounds := byClass(t, tel)
-	want := map[string]int64{fxkafka.ClassOK: 5, fxkafka.ClassUnavailable: 1, fxkafka.ClassClosed: 2}
+	want := map[string]int64{fxkafka.ClassOK: 5, fxkafka.ClassUnavailable: 1, fxkafka.ClassInvalid: 1, fxkafka.ClassClosed: 2}
 	assert.Equal(t, want, durations, "messaging.client.operation.duration counts")
 	assert.Equal(t, want, sent, "messaging.client.sent.messages")
 	assert.Equal(t, "s", unit)
@@ -322,4 +322,22 @@ func TestMetricsCountEverySendWithItsClass(t *testing.T) {
 	}, series[fxkafka.ClassOK], "no error.type on success")
 	assert.Equal(t, "closed", series[fxkafka.ClassClosed]["error.type"])
 	assert.Equal(t, "unavailable", series[fxkafka.ClassUnavailable]["error.type"])
+	assert.Equal(t, "invalid", series[fxkafka.ClassInvalid]["error.type"])
+}
+
+func TestASendRefusedByThePoolsChecksHasAnErrorSpan(t *testing.T) {
+	checkLeaks(t)
+	tel := newTelemetry(t)
+	pool := newPool(t, fxkafka.Config{Brokers: []string{"127.0.0.1:1"}}, newHook(t, tel))
+	_, _, err := pool.SendMessage(context.Background(), &sarama.ProducerMessage{Value: sarama.StringEncoder("x")})
+	require.ErrorIs(t, err, fxkafka.ErrInvalidMessage)
+	_, _, err = pool.SendMessage(context.Background(), nil)
+	require.ErrorIs(t, err, fxkafka.ErrInvalidMessage)
+	spans := tel.producerSpans()
+	require.Len(t, spans, 2, "a span for each refused send")
+	for _, s := range spans {
+		assert.Equal(t, "send", s.Name(), "no destination to name")
+		assert.Equal(t, codes.Error, s.Status().Code)
+		assert.Equal(t, fxkafka.ClassInvalid, attrs(s.Attributes())["error.type"])
+	}
 }

@@ -37,8 +37,9 @@ var classes = []string{fxkafka.ClassOK, fxkafka.ClassUnavailable, fxkafka.ClassC
 //     (fxkafka.SendInfo.Batch 0) observes nothing here.
 //
 // A message refused by the pool's own checks (nil, no topic, too large) is
-// not seen by hooks: fxkafka_messages_failed_total{class="invalid"}, from
-// the pool's Stats, counts it.
+// seen too: it is observed with class "invalid", as
+// fxkafka_messages_failed_total{class="invalid"}, from the pool's Stats,
+// counts it.
 //
 // Register it with the pool with fxkafka.WithHook, and with a
 // prometheus.Registerer; [Module] does both. It is safe for concurrent use;

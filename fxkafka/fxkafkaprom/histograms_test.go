@@ -207,3 +207,32 @@ func TestModuleRegistersTheHistogramsHookWithThePool(t *testing.T) {
 	require.NoError(t, err)
 	assert.Zero(t, n, "unregistered on stop")
 }
+
+func TestEveryInvalidSendIsCountedWithItsClass(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	c, err := kfake.NewCluster(kfake.SeedTopics(1, "orders"))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	h := fxkafkaprom.NewHistograms()
+	pool, err := fxkafka.New(fxkafka.Config{Brokers: c.ListenAddrs(), MaxMessageBytes: 1000}, fxkafka.WithHook(h))
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(h)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		m    *sarama.ProducerMessage
+	}{
+		{"nil message", nil},
+		{"no topic", &sarama.ProducerMessage{Value: sarama.StringEncoder("x")}},
+		{"too large", &sarama.ProducerMessage{Topic: "orders", Value: sarama.ByteEncoder(make([]byte, 2000))}},
+		{"bad timestamp", &sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder("x"), Timestamp: time.Unix(-100, 0)}},
+		{"unknown topic", &sarama.ProducerMessage{Topic: "no-such-topic", Value: sarama.StringEncoder("x")}},
+	} {
+		before := durationCounts(t, reg)[fxkafka.ClassInvalid]
+		_, _, err := pool.SendMessage(ctx, tc.m)
+		require.ErrorIs(t, err, fxkafka.ErrInvalidMessage, tc.name)
+		assert.Equal(t, before+1, durationCounts(t, reg)[fxkafka.ClassInvalid], "%s: counted in fxkafka_send_duration_seconds{class=\"invalid\"}", tc.name)
+	}
+	require.NoError(t, pool.Close(ctx))
+}
