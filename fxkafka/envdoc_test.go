@@ -5,6 +5,7 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -93,4 +94,27 @@ func TestREADMEConfigurationTableNamesTheVariablesOfTheTags(t *testing.T) {
 		delete(rows, f.name)
 	}
 	assert.Empty(t, rows, "README rows for fields Config does not have")
+}
+
+// TestREADMEListsTheYAMLKeysOfTheTags: the README's list of YAML and JSON
+// keys is every Config field's yaml tag, which its json tag repeats.
+func TestREADMEListsTheYAMLKeysOfTheTags(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, list, ok := strings.Cut(string(readme), "The keys are the `yaml` and `json` tags, exactly (YAML matches case): ")
+	require.True(t, ok, "README lists the YAML keys")
+	list, _, _ = strings.Cut(list, ":\n")
+	var listed []string
+	for _, m := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(list, -1) {
+		listed = append(listed, m[1])
+	}
+	var tags []string
+	ct := reflect.TypeFor[Config]()
+	for i := range ct.NumField() {
+		f := ct.Field(i)
+		y, j := f.Tag.Get("yaml"), f.Tag.Get("json")
+		assert.Equal(t, y, j, "%s: yaml and json keys", f.Name)
+		tags = append(tags, y)
+	}
+	assert.Equal(t, tags, listed)
 }
