@@ -66,11 +66,7 @@ func TestConfigDocCommentsNameTheVariablesOfTheirTags(t *testing.T) {
 // configuration table has a row for every Config field, naming the variable
 // its env tag names.
 func TestREADMEConfigurationTableNamesTheVariablesOfTheTags(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
-	require.NoError(t, err)
-	_, table, ok := strings.Cut(string(readme), "## Configuration\n")
-	require.True(t, ok, "README has a Configuration section")
-	table, _, _ = strings.Cut(table, "\n## ")
+	table := readmeBetween(t, "## Configuration\n", "\n## ")
 
 	quoted := regexp.MustCompile("`([^`]+)`")
 	rows := map[string]string{} // field -> variable
@@ -99,11 +95,7 @@ func TestREADMEConfigurationTableNamesTheVariablesOfTheTags(t *testing.T) {
 // TestREADMEListsTheYAMLKeysOfTheTags: the README's list of YAML and JSON
 // keys is every Config field's yaml tag, which its json tag repeats.
 func TestREADMEListsTheYAMLKeysOfTheTags(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
-	require.NoError(t, err)
-	_, list, ok := strings.Cut(string(readme), "The keys are the `yaml` and `json` tags, exactly (YAML matches case): ")
-	require.True(t, ok, "README lists the YAML keys")
-	list, _, _ = strings.Cut(list, ":\n")
+	list := readmeBetween(t, "The keys are the `yaml` and `json` tags, exactly (YAML matches case): ", ":\n")
 	var listed []string
 	for _, m := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(list, -1) {
 		listed = append(listed, m[1])
@@ -117,4 +109,15 @@ func TestREADMEListsTheYAMLKeysOfTheTags(t *testing.T) {
 		tags = append(tags, y)
 	}
 	assert.Equal(t, tags, listed)
+}
+
+// readmeBetween returns the README's text after start, up to end.
+func readmeBetween(t *testing.T, start, end string) string {
+	t.Helper()
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, text, ok := strings.Cut(string(readme), start)
+	require.True(t, ok, "README has %q", start)
+	text, _, _ = strings.Cut(text, end)
+	return text
 }
