@@ -27,9 +27,10 @@ type Hook any
 // once with class "invalid"; a nil message is seen as an empty one (no topic, no value), so a hook
 // must not assume msg.Value is set (a tombstone has none either).
 //
-// msg is the pool's own copy of the caller's message, Headers slice included: the hook may add or
-// change headers (to propagate a trace context, say), and they are sent while the caller's message
-// stays as it was; it must not keep msg after
+// msg is the pool's own copy of the caller's message, Headers slice included: the hook may add,
+// remove or replace headers (to propagate a trace context, say), and they are sent while the
+// caller's message stays as it was. The bytes a header points to are still the caller's: replace a
+// header's Key or Value with new bytes, never edit them in place. It must not keep msg after
 // [HookSendEnd.OnSendEnd]. The context returned replaces ctx for this message's
 // [HookSendEnd.OnSendEnd] call (a tracing hook returns the context holding its span); it never
 // changes how long the caller waits.

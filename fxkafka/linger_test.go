@@ -22,7 +22,10 @@ type batchSizes struct {
 }
 
 func (b *batchSizes) OnSendEnd(_ context.Context, m *sarama.ProducerMessage, info SendInfo) {
-	v, _ := m.Value.Encode()
+	var v []byte
+	if m.Value != nil { // a refused message may have none
+		v, _ = m.Value.Encode()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.seen == nil {

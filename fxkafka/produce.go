@@ -77,7 +77,7 @@ func (p *ProducerPool) Produce(ctx context.Context, msg *sarama.ProducerMessage,
 		return
 	}
 	if err := p.dispatch(ctx, r.self(), 0, nil); err != nil {
-		fail(err)
+		fail(plainRefusal(err))
 	}
 }
 

@@ -216,8 +216,8 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 	return nil
 }
 
-// refusedAt is the error of a call of several records that enqueue placed
-// none of because record index was refused (its topic does not exist, or
+// refusedAt is the error of a call that enqueue placed none of because
+// record index was refused (its topic does not exist, or
 // a partitioner chose a partition it does not have).
 type refusedAt struct {
 	index int
@@ -228,10 +228,19 @@ func (e *refusedAt) Error() string { return e.err.Error() }
 func (e *refusedAt) Unwrap() error { return e.err }
 
 // refusedIn is err, the failure to resolve recs[i], told apart when it
-// refuses that record in a call of several: the others are not to blame.
+// refuses that record, so that a SendMessages call (of one message or
+// more) can name it; single sends take err itself (plainRefusal).
 func refusedIn(recs []*record, i int, err error) error {
-	if len(recs) > 1 && ErrorClass(err) == ClassInvalid {
+	if ErrorClass(err) == ClassInvalid {
 		return &refusedAt{index: i, err: err}
+	}
+	return err
+}
+
+// plainRefusal is err without the index refusedIn added.
+func plainRefusal(err error) error {
+	if ra, ok := err.(*refusedAt); ok {
+		return ra.err
 	}
 	return err
 }

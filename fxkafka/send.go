@@ -232,6 +232,7 @@ func (p *ProducerPool) sendOne(ctx context.Context, msg *sarama.ProducerMessage,
 	c.pending.Store(1)
 	r.call = c
 	if err := p.dispatch(ctx, r.self(), -1, l); err != nil {
+		err = plainRefusal(err)
 		p.tell(r, err)
 		r.release()
 		return -1, -1, err
@@ -270,8 +271,8 @@ func (p *ProducerPool) sendBatch(ctx context.Context, msgs []*sarama.ProducerMes
 	// before it likewise.
 	for i, m := range msgs {
 		if err := p.precheck(m); err != nil {
-			p.count(err)
 			for j, m := range msgs {
+				p.count(err) // every message of the call: each is refused
 				if j == i {
 					p.hookRefused(ctx, m, err)
 				} else {
@@ -285,7 +286,9 @@ func (p *ProducerPool) sendBatch(ctx context.Context, msgs []*sarama.ProducerMes
 	for i, m := range msgs {
 		r, err := p.accept(ctx, m)
 		if err != nil {
-			p.count(err)
+			for range msgs {
+				p.count(err) // every message of the call: each is refused
+			}
 			for _, r := range recs[:i] {
 				if r.hook != nil {
 					p.hookEnd(r.hook, -1, -1, 0, 0, notSentWith(i))

@@ -26,8 +26,7 @@ const staleAfter = 200 * time.Millisecond
 // closed it.
 type peekConn struct {
 	net.Conn
-	lastIO  atomic.Int64 // unix nanoseconds of the last Read or Write
-	reading atomic.Int32 // Reads under way: a peek would wait for them
+	lastIO atomic.Int64 // unix nanoseconds of the last Read or Write
 }
 
 func newPeekConn(c net.Conn) *peekConn {
@@ -37,8 +36,6 @@ func newPeekConn(c net.Conn) *peekConn {
 }
 
 func (p *peekConn) Read(b []byte) (int, error) {
-	p.reading.Add(1)
-	defer p.reading.Add(-1)
 	n, err := p.Conn.Read(b)
 	p.lastIO.Store(time.Now().UnixNano())
 	return n, err
@@ -51,14 +48,13 @@ func (p *peekConn) Write(b []byte) (int, error) {
 }
 
 // closedByPeer reports whether the broker has closed the connection. It
-// looks only when the connection has been quiet for staleAfter and no Read
-// is waiting for an answer (the peek would wait for that Read, which
-// learns of a close by itself), and only
-// where the system can peek at a socket without blocking or consuming what
-// it holds (peekClosed); elsewhere, and for connections that are not
-// sockets (a custom proxy dialer's), it reports false.
+// looks only when the connection has been quiet for staleAfter, and only
+// where the system can ask about a socket without blocking, reading or
+// minding a Read that waits for an answer (peekClosed); elsewhere, and for
+// connections that are not sockets (a custom proxy dialer's), it reports
+// false.
 func (p *peekConn) closedByPeer() bool {
-	if p.reading.Load() > 0 || time.Since(time.Unix(0, p.lastIO.Load())) < staleAfter {
+	if time.Since(time.Unix(0, p.lastIO.Load())) < staleAfter {
 		return false
 	}
 	sc, ok := p.Conn.(syscall.Conn)
