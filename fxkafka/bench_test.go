@@ -75,7 +75,13 @@ func poolName(idempotent bool) string {
 // benchPool is a pool with the default Config for tgt, closed at cleanup.
 func benchPool(tb testing.TB, tgt benchkit.Target, idempotent bool) *ProducerPool {
 	tb.Helper()
-	p, err := New(Config{Brokers: tgt.Addrs, Version: tgt.Version, Idempotent: idempotent})
+	return benchPoolWith(tb, Config{Brokers: tgt.Addrs, Version: tgt.Version, Idempotent: idempotent})
+}
+
+// benchPoolWith is a pool with cfg, closed at cleanup.
+func benchPoolWith(tb testing.TB, cfg Config) *ProducerPool {
+	tb.Helper()
+	p, err := New(cfg)
 	require.NoError(tb, err)
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
