@@ -61,37 +61,6 @@ func TestStalePeekOnAHealthyConnectionWithAnExpiredReadDeadline(t *testing.T) {
 	assert.False(t, p.closedByPeer(), "healthy connection with an expired read deadline reported as closed by the peer")
 }
 
-// tlsDroppingListener is a TLS server listener that records its
-// connections, so a test can close them as a TLS broker does: with a
-// close_notify alert, then FIN.
-type tlsDroppingListener struct {
-	net.Listener
-	cfg   *tls.Config
-	mu    sync.Mutex
-	conns []*tls.Conn
-}
-
-func (l *tlsDroppingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	tc := tls.Server(c, l.cfg)
-	l.mu.Lock()
-	l.conns = append(l.conns, tc)
-	l.mu.Unlock()
-	return tc, nil
-}
-
-func (l *tlsDroppingListener) dropAll() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, c := range l.conns {
-		_ = c.Close() // close_notify, then close
-	}
-	l.conns = nil
-}
-
 // A TLS broker that closes an idle connection gracefully (close_notify,
 // then FIN, as Java's SSLEngine does) must be found like a plain one: the
 // README promises the request goes on a fresh connection.
@@ -99,14 +68,14 @@ func TestStaleATLSBrokerClosingGracefullyIsFound(t *testing.T) {
 	checkLeaks(t)
 	pki := newTestPKI(t)
 	srvCfg := &tls.Config{Certificates: []tls.Certificate{pki.server}, MinVersion: tls.VersionTLS12}
-	var lns []*tlsDroppingListener
+	var lns []*droppingListener
 	var lmu sync.Mutex
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic), kfake.ListenFn(func(network, addr string) (net.Listener, error) {
 		ln, err := net.Listen(network, addr)
 		if err != nil {
 			return nil, err
 		}
-		dl := &tlsDroppingListener{Listener: ln, cfg: srvCfg}
+		dl := &droppingListener{Listener: ln, tls: srvCfg}
 		lmu.Lock()
 		lns = append(lns, dl)
 		lmu.Unlock()

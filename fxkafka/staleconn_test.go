@@ -2,6 +2,7 @@ package fxkafka
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"sync"
 	"testing"
@@ -14,20 +15,26 @@ import (
 
 // droppingListener records the connections a broker accepts, so a test can
 // close them as a broker does when it restarts or drops idle connections.
+// With tls set it serves TLS, and its Close sends close_notify first.
 type droppingListener struct {
 	net.Listener
+	tls   *tls.Config
 	mu    sync.Mutex
 	conns []net.Conn
 }
 
 func (l *droppingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
-	if err == nil {
-		l.mu.Lock()
-		l.conns = append(l.conns, c)
-		l.mu.Unlock()
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	if l.tls != nil {
+		c = tls.Server(c, l.tls)
+	}
+	l.mu.Lock()
+	l.conns = append(l.conns, c)
+	l.mu.Unlock()
+	return c, nil
 }
 
 func (l *droppingListener) dropAll() {
@@ -72,14 +79,7 @@ func TestASendAfterTheBrokerDroppedAnIdleConnectionGoesOnAFreshOne(t *testing.T)
 
 	// The broker drops the pool's connections while they are idle, as on
 	// a restart: the pool learns of it only when it uses them.
-	var before []*trackedConn
-	for _, pr := range p.allProducers() {
-		pr.dialer.mu.Lock()
-		for c := range pr.dialer.conns {
-			before = append(before, c)
-		}
-		pr.dialer.mu.Unlock()
-	}
+	before := connsOf(p)
 	require.NotEmpty(t, before)
 	for _, ln := range lns {
 		ln.dropAll()
@@ -119,14 +119,7 @@ func TestTheStaleCheckNeverWaitsForAnAnswerStillDue(t *testing.T) {
 		sent <- err
 	}()
 	<-h.seen
-	var conns []*trackedConn
-	for _, pr := range p.allProducers() {
-		pr.dialer.mu.Lock()
-		for c := range pr.dialer.conns {
-			conns = append(conns, c)
-		}
-		pr.dialer.mu.Unlock()
-	}
+	conns := connsOf(p)
 	ageConnections(p)
 
 	// A write on any connection checks it: the check must not wait for a
