@@ -22,6 +22,7 @@ type buffer struct {
 	msgs    int
 	bytes   int
 	waiters atomic.Int32  // Produce calls waiting for space (written under mu, read by the sinks)
+	big     int           // Produce calls waiting with a message larger than maxBytes
 	freed   chan struct{} // closed and replaced when space frees and someone waits
 }
 
@@ -41,16 +42,38 @@ func (b *buffer) count() int {
 
 // reserve takes space for r, waiting as long as ctx allows. A message
 // larger than the whole byte limit is let through alone, when the buffer is
-// empty, rather than never.
+// empty, rather than never; from the moment one waits until it is let in
+// (or gives up), no other message is, so that the buffer does empty.
 func (b *buffer) reserve(ctx context.Context, r *record, closing <-chan struct{}) error {
+	isBig := r.size > b.maxBytes
+	waitedBig := false
+	defer func() {
+		if waitedBig {
+			b.mu.Lock()
+			b.big--
+			if b.big == 0 {
+				b.wakeLocked() // the messages it held back may fit now
+			}
+			b.mu.Unlock()
+		}
+	}()
 	for {
 		b.mu.Lock()
-		fits := b.msgs < b.maxMsgs && (b.bytes+r.size <= b.maxBytes || b.msgs == 0)
+		var fits bool
+		if isBig {
+			fits = b.msgs == 0
+		} else {
+			fits = b.big == 0 && b.msgs < b.maxMsgs && b.bytes+r.size <= b.maxBytes
+		}
 		if fits {
 			b.msgs++
 			b.bytes += r.size
 			b.mu.Unlock()
 			return nil
+		}
+		if isBig && !waitedBig {
+			waitedBig = true
+			b.big++
 		}
 		freed := b.freed
 		first := b.waiters.Add(1) == 1
@@ -82,17 +105,21 @@ func (b *buffer) releaseN(msgs, bytes int) {
 	b.msgs -= msgs
 	b.bytes -= bytes
 	if b.waiters.Load() > 0 {
-		close(b.freed)
-		b.freed = make(chan struct{})
+		b.wakeLocked()
 	}
 	b.mu.Unlock()
+}
+
+// wakeLocked wakes every Produce waiting for space. b.mu is held.
+func (b *buffer) wakeLocked() {
+	close(b.freed)
+	b.freed = make(chan struct{})
 }
 
 // wakeAll wakes every Produce waiting for space, so that it sees Close.
 func (b *buffer) wakeAll() {
 	b.mu.Lock()
-	close(b.freed)
-	b.freed = make(chan struct{})
+	b.wakeLocked()
 	b.mu.Unlock()
 }
 

@@ -158,8 +158,8 @@ type Config struct {
 	MaxBufferedMessages int `json:"maxBufferedMessages" yaml:"maxBufferedMessages" env:"KAFKA_MAX_BUFFERED_MESSAGES"`
 
 	// MaxBufferedBytes bounds the bytes of those messages. A message larger
-	// than it waits until the buffer is empty and is then the only one in
-	// it. 0 means
+	// than it waits until the buffer is empty (other messages wait behind
+	// it) and is then the only one in it. 0 means
 	// DefaultMaxBufferedBytes (64 MiB), or MaxMessageBytes if that is
 	// larger. Env: KAFKA_MAX_BUFFERED_BYTES.
 	MaxBufferedBytes int `json:"maxBufferedBytes" yaml:"maxBufferedBytes" env:"KAFKA_MAX_BUFFERED_BYTES"`

@@ -334,3 +334,34 @@ func TestCloseReturnsByItsContextWhileAPromiseDoesNot(t *testing.T) {
 	close(unblock)
 	require.NoError(t, <-later, "the promises after the slow one still run, once it returns")
 }
+
+func TestAMessageLargerThanTheBufferIsNotOvertakenBySmallOnes(t *testing.T) {
+	checkLeaks(t)
+	c := startBroker(t, "", topic)
+	cfg := testConfig(c.ListenAddrs()...)
+	cfg.MaxBufferedBytes = 2000
+	p := newTestPool(t, cfg)
+	_, _, err := p.SendMessage(context.Background(), msg("warm-up"))
+	require.NoError(t, err)
+	held, release := holdProduce(t, c)
+
+	done := make(chan error, 3)
+	promise := func(_ *sarama.ProducerMessage, err error) { done <- err }
+	p.Produce(context.Background(), msg("small-first"), promise) // held at the broker
+	<-held
+	big := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(make([]byte, 5000))}
+	go p.Produce(context.Background(), big, promise) // waits for an empty buffer
+	waitFor(t, 5*time.Second, "the big message to wait", func() bool { return p.buf.waiters.Load() == 1 })
+
+	// A small message that fits waits behind it, or the buffer might never
+	// empty for the big one.
+	go p.Produce(context.Background(), msg("small-after"), promise)
+	waitFor(t, 5*time.Second, "the small message to wait behind the big one", func() bool { return p.buf.waiters.Load() == 2 })
+	assert.Equal(t, 1, p.Stats().Buffered)
+
+	release()
+	for range 3 {
+		require.NoError(t, <-done)
+	}
+	require.NoError(t, p.Flush(context.Background()))
+}
