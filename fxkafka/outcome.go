@@ -83,9 +83,16 @@ func (pr *producer) settle(b *batch, block *sarama.ProduceResponseBlock, reqErr 
 		if sent {
 			b.maybeWritten = true
 		}
+		stale := !sent && errors.Is(reqErr, errStaleConnection)
+		if stale {
+			b.attempts-- // nothing of it left: the attempt does not count
+		}
 		ps.setSinkLocked(nil) // look the leader up again: the broker may be gone
 		fin.lost = true
 		pr.retryLocked(lp, b, reqErr, fin)
+		if stale && lp.retry == b {
+			lp.notBefore = time.Time{} // no pause: a fresh connection takes it now
+		}
 		return
 	}
 	if block.Err == sarama.ErrNoError || block.Err == sarama.ErrDuplicateSequenceNumber {

@@ -3,11 +3,13 @@ package fxkafka
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -60,6 +62,16 @@ func ageConnections(p *ProducerPool) {
 }
 
 func TestASendAfterTheBrokerDroppedAnIdleConnectionGoesOnAFreshOne(t *testing.T) {
+	// With no retries too: the write refused on the stale connection is
+	// not an attempt.
+	for _, retries := range []int{3, 0} {
+		t.Run(fmt.Sprintf("Retries=%d", retries), func(t *testing.T) {
+			sendAfterTheBrokerDroppedIdleConnections(t, retries)
+		})
+	}
+}
+
+func sendAfterTheBrokerDroppedIdleConnections(t *testing.T, retries int) {
 	checkLeaks(t)
 	var lns []*droppingListener
 	c, err := kfake.NewCluster(kfake.SeedTopics(3, topic), kfake.ListenFn(func(network, addr string) (net.Listener, error) {
@@ -73,7 +85,7 @@ func TestASendAfterTheBrokerDroppedAnIdleConnectionGoesOnAFreshOne(t *testing.T)
 	}))
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
-	p := newTestPool(t, testConfig(c.ListenAddrs()...))
+	p := newTestPool(t, testConfig(c.ListenAddrs()...), WithSaramaConfig(func(sc *sarama.Config) { sc.Producer.Retry.Max = retries }))
 	_, _, err = p.SendMessage(context.Background(), msg("before"))
 	require.NoError(t, err)
 
