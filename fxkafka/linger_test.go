@@ -2,6 +2,7 @@ package fxkafka
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -159,4 +160,53 @@ func TestAProduceWaitingForBufferSpaceEndsTheLinger(t *testing.T) {
 	for range 2 {
 		require.NoError(t, <-done)
 	}
+}
+
+func TestARequestTakesNoMoreBatchesThanItCanHold(t *testing.T) {
+	checkLeaks(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, topic))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	var mu sync.Mutex
+	var perRequest []int // bytes of the batches in each produce request
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		n := 0
+		for _, rt := range req.(*kmsg.ProduceRequest).Topics {
+			for _, rp := range rt.Partitions {
+				n += len(rp.Records)
+			}
+		}
+		mu.Lock()
+		perRequest = append(perRequest, n)
+		mu.Unlock()
+		return nil, nil, false
+	})
+	cfg := testConfig(c.ListenAddrs()...)
+	cfg.Linger = time.Hour // every partition's batch waits for the Flush
+	cfg.KeyHash = "murmur2"
+	cfg.MaxMessageBytes, cfg.MaxBatchBytes = 1000, 1000
+	p := newTestPool(t, cfg)
+	// The one broker leads all 6 partitions; a request of 6 full batches
+	// would pass this limit, which room for 2 allows.
+	p.set.maxRequestBytes = 2 * (1000 + requestBatchOverhead)
+
+	const n = 600
+	done := make(chan error, n)
+	for i := range n {
+		m := msg(value(i))
+		m.Key = sarama.StringEncoder(fmt.Sprintf("key-%d", i)) // every partition
+		p.Produce(context.Background(), m, func(_ *sarama.ProducerMessage, err error) { done <- err })
+	}
+	require.NoError(t, p.Flush(context.Background()))
+	for range n {
+		require.NoError(t, <-done)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, perRequest)
+	for _, bytes := range perRequest {
+		assert.LessOrEqual(t, bytes, p.set.maxRequestBytes, "bytes of the batches in each request: %v", perRequest)
+	}
+	assert.Len(t, countValues(readBack(t, c, topic)), n)
 }

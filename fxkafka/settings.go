@@ -19,6 +19,7 @@ type settings struct {
 	linger              time.Duration
 	maxBatchBytes       int // largest record batch the pool builds
 	maxMessageBytes     int // largest message, counted as the broker does (record + batch overhead)
+	maxRequestBytes     int // the most a produce request's batches may hold (MaxRequestBytes)
 	maxInFlight         int // produce requests in flight per broker connection
 	retries             int // further attempts for a retriable failure
 	retryBackoff        time.Duration
@@ -67,6 +68,7 @@ func (c Config) build(sec security, funcs []func(*sarama.Config)) (resolved, err
 		linger:              sc.Producer.Flush.Frequency,
 		maxBatchBytes:       d.MaxBatchBytes,
 		maxMessageBytes:     sc.Producer.MaxMessageBytes,
+		maxRequestBytes:     MaxRequestBytes,
 		maxInFlight:         sc.Net.MaxOpenRequests,
 		retries:             sc.Producer.Retry.Max,
 		retryBackoff:        sc.Producer.Retry.Backoff,

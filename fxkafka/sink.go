@@ -338,7 +338,18 @@ func (s *sink) run() (wakeAt time.Time) {
 		now := time.Now()
 		var batches []*batch
 		var again []*partState
-		for _, ps := range parts {
+		// A request carries one batch per partition; the batches of a
+		// broker leading many partitions could together pass the largest
+		// request sarama sends, so a request takes no more batches once the
+		// next one might not fit: the partitions left go in the next.
+		set := pr.set
+		largest := max(set.maxBatchBytes, set.maxMessageBytes) + requestBatchOverhead
+		total := 0
+		for k, ps := range parts {
+			if total > 0 && total+largest > set.maxRequestBytes {
+				again = append(again, parts[k:]...) // still listed
+				break
+			}
 			ps.mu.Lock()
 			if ps.sink != s {
 				// It moved to another leader while listed here, and
@@ -362,6 +373,7 @@ func (s *sink) run() (wakeAt time.Time) {
 			ps.mu.Unlock()
 			if b != nil {
 				batches = append(batches, b)
+				total += b.bytes + requestBatchOverhead
 			}
 			if !at.IsZero() && (wakeAt.IsZero() || at.Before(wakeAt)) {
 				wakeAt = at
@@ -381,6 +393,10 @@ func (s *sink) run() (wakeAt time.Time) {
 		s.send(batches)
 	}
 }
+
+// requestBatchOverhead bounds what a batch adds to a produce request beside
+// its records: its header, its partition's and topic's fields.
+const requestBatchOverhead = 61 + 4 + 4 + 2 + 249
 
 // produceVersion is the ProduceRequest version sarama's own producer uses
 // for a Kafka version.
