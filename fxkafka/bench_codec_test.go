@@ -78,7 +78,7 @@ func BenchmarkCodec(b *testing.B) {
 				)
 				require.NoError(b, err)
 				b.Cleanup(c.Close)
-				p := benchPoolWith(b, Config{Brokers: c.ListenAddrs(), Compression: codec})
+				p := newTestPool(b, Config{Brokers: c.ListenAddrs(), Compression: codec})
 				var next, payload atomic.Int64
 				send := func() error {
 					v := jsonPayloads[next.Add(1)%int64(len(jsonPayloads))]
@@ -116,7 +116,7 @@ func BenchmarkLinger(b *testing.B) {
 				if lg == 0 {
 					lg = -1 // no wait, whatever the default
 				}
-				p := benchPoolWith(b, Config{Brokers: c.ListenAddrs(), Linger: lg})
+				p := newTestPool(b, Config{Brokers: c.ListenAddrs(), Linger: lg})
 				send := func() error {
 					_, _, err := p.SendMessage(context.Background(), benchkit.Message())
 					return err

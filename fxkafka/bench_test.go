@@ -75,20 +75,7 @@ func poolName(idempotent bool) string {
 // benchPool is a pool with the default Config for tgt, closed at cleanup.
 func benchPool(tb testing.TB, tgt benchkit.Target, idempotent bool) *ProducerPool {
 	tb.Helper()
-	return benchPoolWith(tb, Config{Brokers: tgt.Addrs, Version: tgt.Version, Idempotent: idempotent})
-}
-
-// benchPoolWith is a pool with cfg, closed at cleanup.
-func benchPoolWith(tb testing.TB, cfg Config) *ProducerPool {
-	tb.Helper()
-	p, err := New(cfg)
-	require.NoError(tb, err)
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(tb, p.Close(ctx))
-	})
-	return p
+	return newTestPool(tb, Config{Brokers: tgt.Addrs, Version: tgt.Version, Idempotent: idempotent})
 }
 
 // BenchmarkSendProducers measures what extra producers buy: the pool with

@@ -62,8 +62,8 @@ type HookProvision interface {
 	OnProvision(info ProvisionInfo)
 }
 
-// HookRetire is called when the pool takes a producer out of use for good: found broken, or closed
-// by [ProducerPool.Close]. It runs on the goroutine that retired the producer.
+// HookRetire is called when the pool takes a producer out of use for good: found broken, closed
+// by [ProducerPool.Close], or an idle lease producer closed to free its slot for shared sends. It runs on the goroutine that retired the producer.
 type HookRetire interface {
 	OnRetire(info RetireInfo)
 }
@@ -90,7 +90,7 @@ type ProvisionInfo struct {
 // RetireInfo is what [HookRetire] learns of one retired producer.
 type RetireInfo struct {
 	Producer int   // the producer's id
-	Cause    error // why: the error that showed it broken, or ErrPoolClosed
+	Cause    error // why, for logs: the error that showed it broken, ErrPoolClosed when Close closed it, or a text for an idle lease producer whose slot shared sends needed
 }
 
 // Error classes, as [ErrorClass] names them and [SendInfo.Class] and fxkafka's metrics report them.

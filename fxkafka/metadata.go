@@ -357,26 +357,5 @@ func (pr *producer) sinkFor(b *sarama.Broker) *sink {
 // failLeaderless fails the records waiting on partitions with no leader,
 // for cause.
 func (pr *producer) failLeaderless(cause error) {
-	pr.topics.Range(func(_, v any) bool {
-		ts := v.(*topicState)
-		select {
-		case <-ts.loaded:
-		default:
-			return true
-		}
-		for _, ps := range ts.partitions() {
-			ps.mu.Lock()
-			var out []*record
-			var bs []*batch
-			if ps.sink == nil {
-				out, bs = ps.takeAllLocked(pr.idempotent)
-			}
-			ps.mu.Unlock()
-			pr.failUnsent(out, pr.notSent(cause))
-			for _, b := range bs {
-				pr.failBatch(b, cause)
-			}
-		}
-		return true
-	})
+	pr.failWaiting(cause, func(ps *partState) bool { return ps.sink == nil })
 }

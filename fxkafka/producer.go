@@ -438,7 +438,11 @@ func (pr *producer) shutdown() {
 // failAll fails every record waiting on the producer and not in flight,
 // for cause: those never sent as not sent, those of a batch waiting to be
 // sent again as their attempts tell.
-func (pr *producer) failAll(cause error) {
+func (pr *producer) failAll(cause error) { pr.failWaiting(cause, nil) }
+
+// failWaiting is failAll for the partitions where only (under the
+// partition's lock) holds, or every partition if only is nil.
+func (pr *producer) failWaiting(cause error, only func(*partState) bool) {
 	pr.topics.Range(func(_, v any) bool {
 		ts := v.(*topicState)
 		select {
@@ -448,7 +452,11 @@ func (pr *producer) failAll(cause error) {
 		}
 		for _, ps := range ts.partitions() {
 			ps.mu.Lock()
-			out, bs := ps.takeAllLocked(pr.idempotent)
+			var out []*record
+			var bs []*batch
+			if only == nil || only(ps) {
+				out, bs = ps.takeAllLocked(pr.idempotent)
+			}
 			ps.mu.Unlock()
 			pr.failUnsent(out, pr.notSent(cause))
 			for _, b := range bs {

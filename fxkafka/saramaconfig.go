@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"go.fxkafka.dev/internal/nopmetrics"
 )
 
 // sarama settings the pool fixes; the package doc explains each.
@@ -120,7 +121,7 @@ func (c Config) saramaFromConfig(sec security) *sarama.Config {
 	sec.apply(c, sc)
 
 	// The pool's own, which WithSaramaConfig may not change (ownedSettings).
-	sc.MetricRegistry = nopRegistry{}
+	sc.MetricRegistry = nopmetrics.Registry{} // the pool reports its own Stats; no cost per request, no goroutine outliving it
 	sc.Net.Proxy.Enable = true
 	sc.Net.DialTimeout = dialTimeout
 	sc.Net.ReadTimeout = readTimeout

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.fxkafka.dev/internal/nopmetrics"
 )
 
 func TestSettingsAreDerivedFromConfig(t *testing.T) {
@@ -115,7 +116,7 @@ func TestSaramaConfigCarriesTheConfigsSettings(t *testing.T) {
 	assert.Equal(t, 3*time.Second, sc.Metadata.Timeout)
 	assert.Same(t, d, sc.Net.Proxy.Dialer.(*dialer))
 	assert.True(t, sc.Producer.Return.Successes)
-	assert.Equal(t, nopRegistry{}, sc.MetricRegistry)
+	assert.Equal(t, nopmetrics.Registry{}, sc.MetricRegistry)
 	require.NoError(t, sc.Validate())
 }
 

@@ -55,33 +55,68 @@ func caseAt(m matrix, r row, im impl) benchCase {
 	return c
 }
 
-func syncTables(w io.Writer, m matrix, res results, rows []row, impls []impl) {
-	key := func(r row) string { return fmt.Sprintf("| %s | %d ms | %d |", r.broker, r.rtt, r.senders) }
-	keyHead, keyRule := "| broker | RTT | senders |", "|---|---:|---:|"
-	rate := func(r row, name string) (float64, bool) {
-		for _, im := range impls {
-			if im.name == name {
-				return res.median(caseAt(m, r, im), "msgs/s")
-			}
-		}
-		return 0, false
-	}
+// table is one group of rows of the report, and the columns of its clients.
+type table struct {
+	w       io.Writer
+	m       matrix
+	res     results
+	rows    []row
+	impls   []impl
+	key     func(row) string // a row's first cells
+	keyHead string           // their header
+	keyRule string           // their rule
+}
 
-	fmt.Fprintln(w, "Synchronous senders, each waiting for its acknowledgement: throughput, messages/s")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, keyHead+labels(impls, "")+"\n"+keyRule+rules(len(impls)))
-	for _, r := range rows {
+// rate is the median throughput of the client name in row r.
+func (t table) rate(r row, name string) (float64, bool) {
+	for _, im := range t.impls {
+		if im.name == name {
+			return t.res.median(caseAt(t.m, r, im), "msgs/s")
+		}
+	}
+	return 0, false
+}
+
+// perClient prints a table of one metric per client, then the extra
+// columns extra gives each row (nil for none).
+func (t table) perClient(metric string, format func(float64) string, extraCols []string, extra func(row) []string) {
+	head, rule := t.keyHead+labels(t.impls, ""), t.keyRule+rules(len(t.impls)+len(extraCols))
+	if len(extraCols) > 0 {
+		head += " " + strings.Join(extraCols, " | ") + " |"
+	}
+	fmt.Fprintln(t.w, head+"\n"+rule)
+	for _, r := range t.rows {
 		var b strings.Builder
-		b.WriteString(key(r))
-		for _, im := range impls {
-			b.WriteString(" " + cell(res, caseAt(m, r, im), "msgs/s", fmtRate) + " |")
+		b.WriteString(t.key(r))
+		for _, im := range t.impls {
+			b.WriteString(" " + cell(t.res, caseAt(t.m, r, im), metric, format) + " |")
 		}
-		fmt.Fprintln(w, b.String())
+		if extra != nil {
+			b.WriteString(" " + strings.Join(extra(r), " | ") + " |")
+		}
+		fmt.Fprintln(t.w, b.String())
 	}
+}
 
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Ratios of throughput (best peer: the fastest of SyncProducer, franz-go and librdkafka, idempotent or not; best idem peer: of the idempotent ones)")
-	fmt.Fprintln(w)
+// title prints a table's title, after a blank line unless it is the first.
+func (t table) title(s string, first bool) {
+	if !first {
+		fmt.Fprintln(t.w)
+	}
+	fmt.Fprintln(t.w, s)
+	fmt.Fprintln(t.w)
+}
+
+func syncTables(w io.Writer, m matrix, res results, rows []row, impls []impl) {
+	t := table{w: w, m: m, res: res, rows: rows, impls: impls,
+		key:     func(r row) string { return fmt.Sprintf("| %s | %d ms | %d |", r.broker, r.rtt, r.senders) },
+		keyHead: "| broker | RTT | senders |", keyRule: "|---|---:|---:|"}
+	key, keyHead, keyRule, rate := t.key, t.keyHead, t.keyRule, t.rate
+
+	t.title("Synchronous senders, each waiting for its acknowledgement: throughput, messages/s", true)
+	t.perClient("msgs/s", fmtRate, nil, nil)
+
+	t.title("Ratios of throughput (best peer: the fastest of SyncProducer, franz-go and librdkafka, idempotent or not; best idem peer: of the idempotent ones)", false)
 	ratioCols := []string{"pool ÷ best peer", "idem ÷ best peer", "idem ÷ best idem peer", "pool ÷ franz-go", "idem ÷ franz-go idem", "pool ÷ SyncProducer", "idem ÷ SyncProducer"}
 	fmt.Fprintln(w, keyHead+" "+strings.Join(ratioCols, " | ")+" |\n"+keyRule+rules(len(ratioCols)))
 	for _, r := range rows {
@@ -104,9 +139,7 @@ func syncTables(w io.Writer, m matrix, res results, rows []row, impls []impl) {
 		fmt.Fprintln(w, key(r)+" "+strings.Join(cells, " | ")+" |")
 	}
 
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Send latency, p50 / p99, ms (the goal for the pool under latency: p50 within 1.2 × RTT + 0.5 ms)")
-	fmt.Fprintln(w)
+	t.title("Send latency, p50 / p99, ms (the goal for the pool under latency: p50 within 1.2 × RTT + 0.5 ms)", false)
 	fmt.Fprintln(w, keyHead+" goal p50 |"+labels(impls, "")+"\n"+keyRule+"---:|"+rules(len(impls)))
 	for _, r := range rows {
 		var b strings.Builder
@@ -130,62 +163,25 @@ func syncTables(w io.Writer, m matrix, res results, rows []row, impls []impl) {
 		fmt.Fprintln(w, b.String())
 	}
 
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Allocations per message, of the whole process: the client's and, on kfake, the in-process broker's and the delay line's (librdkafka: Go's only)")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, keyHead+labels(impls, "")+"\n"+keyRule+rules(len(impls)))
-	for _, r := range rows {
-		var b strings.Builder
-		b.WriteString(key(r))
-		for _, im := range impls {
-			b.WriteString(" " + cell(res, caseAt(m, r, im), "allocs/op", func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }) + " |")
-		}
-		fmt.Fprintln(w, b.String())
-	}
+	t.title("Allocations per message, of the whole process: the client's and, on kfake, the in-process broker's and the delay line's (librdkafka: Go's only)", false)
+	t.perClient("allocs/op", func(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }, nil, nil)
 }
 
 func asyncTables(w io.Writer, m matrix, res results, rows []row, impls []impl) {
-	key := func(r row) string { return fmt.Sprintf("| %s | %d ms |", r.broker, r.rtt) }
-	keyHead, keyRule := "| broker | RTT |", "|---|---:|"
-	rate := func(r row, name string) (float64, bool) {
-		for _, im := range impls {
-			if im.name == name {
-				return res.median(caseAt(m, r, im), "msgs/s")
-			}
-		}
-		return 0, false
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "One producing goroutine, then Flush: throughput, messages/s")
-	fmt.Fprintln(w)
-	ratioCols := []string{"pool ÷ franz-go", "idem ÷ franz-go idem", "pool ÷ AsyncProducer"}
-	fmt.Fprintln(w, keyHead+labels(impls, "")+" "+strings.Join(ratioCols, " | ")+" |\n"+keyRule+rules(len(impls)+len(ratioCols)))
-	for _, r := range rows {
-		var b strings.Builder
-		b.WriteString(key(r))
-		for _, im := range impls {
-			b.WriteString(" " + cell(res, caseAt(m, r, im), "msgs/s", fmtRate) + " |")
-		}
-		pool, okP := rate(r, "pool")
-		idem, okI := rate(r, "pool-idempotent")
-		fr, okF := rate(r, "franz-go")
-		frI, okFI := rate(r, "franz-go-idempotent")
-		ap, okA := rate(r, "sarama-async")
-		fmt.Fprintf(&b, " %s | %s | %s |", ratio(pool, okP, fr, okF, ""), ratio(idem, okI, frI, okFI, ""), ratio(pool, okP, ap, okA, ""))
-		fmt.Fprintln(w, b.String())
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Peak heap during the run (live objects and garbage not yet swept), MiB")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, keyHead+labels(impls, "")+"\n"+keyRule+rules(len(impls)))
-	for _, r := range rows {
-		var b strings.Builder
-		b.WriteString(key(r))
-		for _, im := range impls {
-			b.WriteString(" " + cell(res, caseAt(m, r, im), "peak-heap-MiB", func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }) + " |")
-		}
-		fmt.Fprintln(w, b.String())
-	}
+	t := table{w: w, m: m, res: res, rows: rows, impls: impls,
+		key:     func(r row) string { return fmt.Sprintf("| %s | %d ms |", r.broker, r.rtt) },
+		keyHead: "| broker | RTT |", keyRule: "|---|---:|"}
+	t.title("One producing goroutine, then Flush: throughput, messages/s", false)
+	t.perClient("msgs/s", fmtRate, []string{"pool ÷ franz-go", "idem ÷ franz-go idem", "pool ÷ AsyncProducer"}, func(r row) []string {
+		pool, okP := t.rate(r, "pool")
+		idem, okI := t.rate(r, "pool-idempotent")
+		fr, okF := t.rate(r, "franz-go")
+		frI, okFI := t.rate(r, "franz-go-idempotent")
+		ap, okA := t.rate(r, "sarama-async")
+		return []string{ratio(pool, okP, fr, okF, ""), ratio(idem, okI, frI, okFI, ""), ratio(pool, okP, ap, okA, "")}
+	})
+	t.title("Peak heap during the run (live objects and garbage not yet swept), MiB", false)
+	t.perClient("peak-heap-MiB", func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }, nil, nil)
 }
 
 // bestOf returns the largest value among the impls that keep selects, and

@@ -27,6 +27,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.fxkafka.dev/internal/nopmetrics"
 )
 
 // The shape of every benchmark cluster: a topic of 6 partitions led by 3
@@ -287,7 +288,7 @@ func SaramaConfig(tgt Target) *sarama.Config {
 	sc := sarama.NewConfig()
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Return.Successes = true
-	sc.MetricRegistry = nopRegistry{}
+	sc.MetricRegistry = nopmetrics.Registry{}
 	if tgt.Version != "" {
 		v, err := sarama.ParseKafkaVersion(tgt.Version)
 		if err != nil {
