@@ -266,6 +266,28 @@ func holdProduce(c *kfake.Cluster) (release func()) {
 	return sync.OnceFunc(func() { close(held) })
 }
 
+// expiresOn is a context whose deadline passes when event happens: its Err
+// is then context.DeadlineExceeded, as a deadline's would be at that moment.
+func expiresOn(parent context.Context, event <-chan struct{}) context.Context {
+	return eventDeadline{Context: parent, done: event}
+}
+
+type eventDeadline struct {
+	context.Context
+	done <-chan struct{}
+}
+
+func (c eventDeadline) Done() <-chan struct{} { return c.done }
+
+func (c eventDeadline) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
 func TestHooksSeeAnAbandonedMessageOnceThoughItsAnswerComesLater(t *testing.T) {
 	verifyNoLeaks(t)
 	for _, tt := range []struct {
@@ -284,11 +306,11 @@ func TestHooksSeeAnAbandonedMessageOnceThoughItsAnswerComesLater(t *testing.T) {
 			broker := fxkafkatest.NewBroker(t, hookTopic)
 			rec := newRecorder()
 			pool := newHookedPool(t, broker.Config(), rec)
-			release := holdProduce(broker.Cluster())
+			held, release := broker.HoldProduce()
 			defer release()
 
-			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-			defer cancel()
+			// The caller's deadline passes once its request is at the broker.
+			ctx := expiresOn(context.Background(), held)
 			err := tt.send(ctx, pool)
 			require.ErrorIs(t, err, fxkafka.ErrDeliveryUnknown)
 			info := rec.end(t, "late")

@@ -3,16 +3,12 @@ package fxkafkaotel_test
 import (
 	"context"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -185,24 +181,6 @@ func TestAHeaderThePropagatorSetsReplacesTheMessagesOwn(t *testing.T) {
 	assert.Equal(t, tel.producerSpans()[0].SpanContext().SpanID(), contextIn(recs[0]).SpanID())
 }
 
-// holdProduce makes the broker keep its produce requests unanswered until
-// the returned function is called.
-func holdProduce(c *kfake.Cluster) (release func()) {
-	held := make(chan struct{})
-	var released atomic.Bool
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		if !released.Load() {
-			c.KeepControl()
-			c.SleepControl(func() { <-held })
-		}
-		return nil, nil, false
-	})
-	return sync.OnceFunc(func() {
-		released.Store(true)
-		close(held)
-	})
-}
-
 func TestAFailedSendsSpanHasStatusErrorAndItsErrorType(t *testing.T) {
 	checkLeaks(t)
 	tests := []struct {
@@ -224,10 +202,11 @@ func TestAFailedSendsSpanHasStatusErrorAndItsErrorType(t *testing.T) {
 		{"no answer before the deadline", fxkafka.ClassUnknown, func(t *testing.T, h *fxkafkaotel.Hook) error {
 			broker := fxkafkatest.NewBroker(t, topic)
 			pool := newPool(t, broker.Config(), h)
-			release := holdProduce(broker.Cluster())
+			held, release := broker.HoldProduce()
 			t.Cleanup(release) // before the pool's Close, which waits for the answer
-			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
+			go func() { <-held; cancel() }() // the caller gives up once its request is at the broker
 			_, _, err := pool.SendMessage(ctx, order("o"))
 			return err
 		}},

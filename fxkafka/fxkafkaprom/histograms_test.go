@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 	"go.uber.org/goleak"
@@ -63,24 +61,6 @@ func (b *batchTally) OnSendEnd(_ context.Context, _ *sarama.ProducerMessage, inf
 	}
 }
 
-// holdProduce makes the broker keep its produce requests unanswered until
-// the returned function is called.
-func holdProduce(c *kfake.Cluster) (release func()) {
-	held := make(chan struct{})
-	var released atomic.Bool
-	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		if !released.Load() {
-			c.KeepControl()
-			c.SleepControl(func() { <-held })
-		}
-		return nil, nil, false
-	})
-	return sync.OnceFunc(func() {
-		released.Store(true)
-		close(held)
-	})
-}
-
 func TestHistogramsCountEverySendWithItsClass(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) })
 	broker := fxkafkatest.NewBroker(t, "orders")
@@ -104,8 +84,9 @@ func TestHistogramsCountEverySendWithItsClass(t *testing.T) {
 	_, _, err = pool.SendMessage(cancelled, msg())
 	require.ErrorIs(t, err, fxkafka.ErrUnavailable)
 
-	release := holdProduce(broker.Cluster())
-	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	held, release := broker.HoldProduce()
+	short, cancel := context.WithCancel(ctx)
+	go func() { <-held; cancel() }() // the caller gives up once its request is at the broker
 	_, _, err = pool.SendMessage(short, msg())
 	cancel()
 	require.ErrorIs(t, err, fxkafka.ErrDeliveryUnknown)

@@ -43,11 +43,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"go.fxkafka.dev/fxkafka"
 	"go.fxkafka.dev/internal/netdelay"
@@ -198,6 +200,37 @@ func (b *Broker) Cluster() *kfake.Cluster {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.cluster
+}
+
+// HoldProduce makes the running broker keep every produce request
+// unanswered until release is called, to test what a send does while its
+// request is in flight: a deadline, Close, a full Produce buffer. held is
+// closed when the first request is held. release may be called more than
+// once; the test's cleanup calls it too, before the broker closes. The
+// broker must be up.
+func (b *Broker) HoldProduce() (held <-chan struct{}, release func()) {
+	b.t.Helper()
+	c := b.Cluster()
+	if c == nil {
+		b.t.Fatal("fxkafkatest: HoldProduce while the broker is down")
+	}
+	first, wake := make(chan struct{}), make(chan struct{})
+	var seen sync.Once
+	var released atomic.Bool
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		if !released.Load() {
+			c.KeepControl()
+			seen.Do(func() { close(first) })
+			c.SleepControl(func() { <-wake })
+		}
+		return nil, nil, false
+	})
+	release = sync.OnceFunc(func() {
+		released.Store(true)
+		close(wake)
+	})
+	b.t.Cleanup(release)
+	return first, release
 }
 
 // Header is one record header.

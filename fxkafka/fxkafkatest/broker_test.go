@@ -105,3 +105,27 @@ func TestDownRefusesAndUpComesBackOnTheSameAddressWithTheData(t *testing.T) {
 	assert.Equal(t, 1, values["before"], "data written before Down survives")
 	assert.Equal(t, 1, values[acked])
 }
+
+func TestHoldProduceKeepsASendInFlightUntilReleased(t *testing.T) {
+	checkLeaks(t)
+	b := fxkafkatest.NewBroker(t, "orders")
+	p := newPool(t, b.Config())
+	_, _, err := p.SendMessage(context.Background(), &sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder("before")})
+	require.NoError(t, err)
+
+	held, release := b.HoldProduce()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder("held")})
+		done <- err
+	}()
+	<-held // the request is at the broker: the send is in flight until its caller gives up
+	cancel()
+	require.ErrorIs(t, <-done, fxkafka.ErrDeliveryUnknown, "the caller gave up while its request was at the broker")
+
+	release()
+	release() // more than once is safe
+	_, _, err = p.SendMessage(context.Background(), &sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder("after")})
+	require.NoError(t, err)
+}
