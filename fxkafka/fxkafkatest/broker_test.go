@@ -22,6 +22,16 @@ func newPool(t *testing.T, cfg fxkafka.Config) *fxkafka.ProducerPool {
 	return p
 }
 
+// ordersSender sends a value to topic "orders" through p, within 5 s.
+func ordersSender(p *fxkafka.ProducerPool) func(v string) error {
+	return func(v string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder(v)})
+		return err
+	}
+}
+
 func TestReadTopicReturnsWhatTheBrokerStored(t *testing.T) {
 	checkLeaks(t)
 	b := fxkafkatest.NewBroker(t, "orders")
@@ -72,12 +82,7 @@ func TestDownRefusesAndUpComesBackOnTheSameAddressWithTheData(t *testing.T) {
 	b := fxkafkatest.NewBroker(t, "orders")
 	addrs := b.Addrs()
 	p := newPool(t, b.Config())
-	send := func(v string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder(v)})
-		return err
-	}
+	send := ordersSender(p)
 	require.NoError(t, send("before"))
 
 	b.Down()

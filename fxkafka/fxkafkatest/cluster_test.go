@@ -70,12 +70,7 @@ func TestDownAndUpKeepTheLatencyAndLeaveNoGoroutineBehind(t *testing.T) {
 	const rtt = 10 * time.Millisecond
 	b := fxkafkatest.NewCluster(t, fxkafkatest.WithTopics("orders"), fxkafkatest.WithBrokers(2), fxkafkatest.WithLatency(rtt))
 	p := newPool(t, b.Config())
-	send := func(v string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: "orders", Value: sarama.StringEncoder(v)})
-		return err
-	}
+	send := ordersSender(p)
 	require.NoError(t, send("before"))
 
 	b.Down()
