@@ -19,7 +19,7 @@ type settings struct {
 	linger              time.Duration
 	maxBatchBytes       int // largest record batch the pool builds
 	maxMessageBytes     int // largest message, counted as the broker does (record + batch overhead)
-	maxRequestBytes     int // the most a produce request's batches may hold (MaxRequestBytes)
+	maxRequestBytes     int // the most a produce request's batches may hold: MaxRequestBytes (a field only so that a test can lower it)
 	maxInFlight         int // produce requests in flight per broker connection
 	retries             int // further attempts for a retriable failure
 	retryBackoff        time.Duration
