@@ -300,8 +300,10 @@
 // sarama's SyncProducer does. Produce copies the bytes before it returns,
 // so buffers are the caller's again at once; the message itself is the
 // pool's until its promise runs, which receives it with Partition, Offset
-// and Timestamp set. msg.Metadata is never touched: a promise may keep its
-// context there.
+// and Timestamp set. A message sent without a Timestamp is stamped with the
+// time the pool puts it in a batch (as sarama's producers do, once per
+// batch), which Timestamp then tells. msg.Metadata is never touched: a
+// promise may keep its context there.
 //
 // # Fx
 //

@@ -21,7 +21,7 @@ type record struct {
 	topic     string
 	partition int32      // set when the record joins a partition
 	ps        *partState // the partition it joined
-	ts        time.Time  // the message's timestamp, or the time it was accepted
+	ts        time.Time  // the message's timestamp; if it has none, the time its first batch was made
 	size      int        // bytes it adds to a batch, as the broker counts them
 	enqueued  time.Time  // when it joined a lane: linger and queueing delay
 	buf       []byte     // key then value
@@ -162,10 +162,7 @@ func (p *ProducerPool) newRecord(m *sarama.ProducerMessage) (*record, error) {
 	}
 	r.topic = m.Topic
 	r.partition = m.Partition
-	r.ts = m.Timestamp
-	if r.ts.IsZero() {
-		r.ts = time.Now()
-	}
+	r.ts = m.Timestamp // if zero, cut stamps the record once for its batch
 	r.size = p.recordSize(&r.rec, 5)
 	if alone := p.recordSize(&r.rec, 1) + p.batchHeader(); alone > p.set.maxMessageBytes {
 		r.release()

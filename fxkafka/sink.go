@@ -200,6 +200,7 @@ func (lp *lanePart) cut(pr *producer, ps *partState, lane int) *batch {
 	b := &batch{ps: ps, lane: lane}
 	n := 0
 	var dropped []*record
+	var now time.Time // one clock read per batch, for the records without a timestamp
 	for n < len(lp.pending) {
 		r := lp.pending[n]
 		if len(b.recs) > 0 && (b.bytes+r.size > limit || (lp.splitLimit > 0 && len(b.recs) >= lp.splitLimit)) {
@@ -210,6 +211,12 @@ func (lp *lanePart) cut(pr *producer, ps *partState, lane int) *batch {
 		if !r.state.CompareAndSwap(stQueued, stSent) {
 			dropped = append(dropped, r)
 			continue
+		}
+		if r.ts.IsZero() {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			r.ts = now
 		}
 		b.recs = append(b.recs, r)
 		b.bytes += r.size

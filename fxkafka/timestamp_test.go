@@ -1,0 +1,84 @@
+package fxkafka
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// storedTimestamps returns the timestamp the broker stored for each value
+// of topic, reading exactly as many records as it holds.
+func storedTimestamps(t *testing.T, addrs []string, n int) map[string]time.Time {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := make(map[string]time.Time, n)
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		require.NoError(t, ctx.Err(), "read %d of %d records", len(out), n)
+		fs.EachRecord(func(r *kgo.Record) { out[string(r.Value)] = r.Timestamp })
+	}
+	return out
+}
+
+// within asserts that ts lies between from and to at Kafka's millisecond
+// precision.
+func within(t *testing.T, ts, from, to time.Time) {
+	t.Helper()
+	assert.False(t, ts.Before(from.Truncate(time.Millisecond)), "timestamp %v before the send began (%v)", ts, from)
+	assert.False(t, ts.After(to), "timestamp %v after the send ended (%v)", ts, to)
+}
+
+func TestAMessageWithoutATimestampGetsTheTimeOfItsBatch(t *testing.T) {
+	checkLeaks(t)
+	c := startBroker(t, "", topic)
+	p := newTestPool(t, testConfig(c.ListenAddrs()...))
+	ctx := context.Background()
+
+	given := time.UnixMilli(1_700_000_000_123)
+	withTS := &sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder("given"), Timestamp: given}
+	_, _, err := p.SendMessage(ctx, withTS)
+	require.NoError(t, err)
+	assert.True(t, withTS.Timestamp.Equal(given), "a given timestamp is kept: %v", withTS.Timestamp)
+
+	from := time.Now()
+	sync1 := &sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder("sync")}
+	_, _, err = p.SendMessage(ctx, sync1)
+	require.NoError(t, err)
+	within(t, sync1.Timestamp, from, time.Now())
+
+	const n = 1000
+	var mu sync.Mutex
+	async := make(map[string]time.Time, n)
+	from = time.Now()
+	for i := range n {
+		p.Produce(ctx, &sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(value(i))},
+			func(m *sarama.ProducerMessage, err error) {
+				assert.NoError(t, err)
+				mu.Lock()
+				async[string(m.Value.(sarama.StringEncoder))] = m.Timestamp
+				mu.Unlock()
+			})
+	}
+	require.NoError(t, p.Flush(ctx))
+	to := time.Now()
+	require.Len(t, async, n)
+
+	stored := storedTimestamps(t, c.ListenAddrs(), n+2)
+	assert.True(t, stored["given"].Equal(given), "stored %v, given %v", stored["given"], given)
+	assert.True(t, stored["sync"].Equal(sync1.Timestamp.Truncate(time.Millisecond)), "stored %v, told %v", stored["sync"], sync1.Timestamp)
+	for v, ts := range async {
+		within(t, ts, from, to)
+		assert.True(t, stored[v].Equal(ts.Truncate(time.Millisecond)), "%s: stored %v, told %v", v, stored[v], ts)
+	}
+}
