@@ -198,6 +198,17 @@ func (lp *lanePart) cut(pr *producer, ps *partState, lane int) *batch {
 		limit = min(limit, ps.maxBatch)
 	}
 	b := &batch{ps: ps, lane: lane}
+	// Room for what fits, counted first: growing the slice record by record
+	// cost more than the count.
+	want, bytes := 0, 0
+	for _, r := range lp.pending {
+		if want > 0 && (bytes+r.size > limit || (lp.splitLimit > 0 && want >= lp.splitLimit)) {
+			break
+		}
+		want++
+		bytes += r.size
+	}
+	b.recs = make([]*record, 0, want)
 	n := 0
 	var dropped []*record
 	var now time.Time // one clock read per batch, for the records without a timestamp
