@@ -77,17 +77,37 @@ type call struct {
 var recordPool = sync.Pool{New: func() any { return new(record) }}
 
 func (r *record) release() {
-	buf, hdrs, ptrs, done := r.buf[:0], r.hdrs[:0], r.hdrPtrs[:0], r.own.done
-	if cap(buf) > 64<<10 {
-		buf = nil // do not pin large buffers
-	}
+	r.reset()
+	recordPool.Put(r)
+}
+
+// reset readies r for its next use: it clears what newRecord does not set
+// and what refers to anything but the record's own memory (newRecord sets
+// the rest: TestAResetRecordIsReusedAsNew), and drops a large buffer, so a
+// recycled record pins nothing. Clearing field by field costs less than
+// zeroing the whole record.
+func (r *record) reset() {
 	select {
-	case <-done: // never left full; drained for the next use
+	case <-r.own.done: // never left full; drained for the next use
 	default:
 	}
-	*r = record{buf: buf, hdrs: hdrs, hdrPtrs: ptrs}
-	r.own.done = done
-	recordPool.Put(r)
+	r.buf, r.hdrs, r.hdrPtrs = r.buf[:0], r.hdrs[:0], r.hdrPtrs[:0]
+	if cap(r.buf) > 64<<10 {
+		r.buf = nil
+	}
+	r.topic = ""
+	r.ps = nil
+	r.enqueued = time.Time{}
+	r.call = nil
+	r.own.pending.Store(0)
+	r.own.promise, r.own.msg = nil, nil
+	r.one[0] = nil
+	r.told.Store(false)
+	r.err = nil
+	r.batchN, r.prodID = 0, 0
+	r.hook = nil
+	r.buffered = false
+	r.epoch = nil
 }
 
 // Kafka's record batch (magic 2) header, counted by the broker against
@@ -114,18 +134,25 @@ func (p *ProducerPool) newRecord(m *sarama.ProducerMessage) (*record, error) {
 		return nil, err
 	}
 	r := recordPool.Get().(*record)
+	if err := p.fill(r, m); err != nil {
+		r.release()
+		return nil, err
+	}
+	return r, nil
+}
+
+// fill copies m into r, a new or reset record.
+func (p *ProducerPool) fill(r *record, m *sarama.ProducerMessage) error {
 	var key, value []byte
 	var err error
 	if m.Key != nil {
 		if key, err = m.Key.Encode(); err != nil {
-			r.release()
-			return nil, invalid(fmt.Sprintf("encode key: %v", err))
+			return invalid(fmt.Sprintf("encode key: %v", err))
 		}
 	}
 	if m.Value != nil {
 		if value, err = m.Value.Encode(); err != nil {
-			r.release()
-			return nil, invalid(fmt.Sprintf("encode value: %v", err))
+			return invalid(fmt.Sprintf("encode value: %v", err))
 		}
 	}
 	buf := append(append(r.buf[:0], key...), value...)
@@ -165,12 +192,11 @@ func (p *ProducerPool) newRecord(m *sarama.ProducerMessage) (*record, error) {
 	r.ts = m.Timestamp // if zero, cut stamps the record once for its batch
 	r.size = p.recordSize(&r.rec, 5)
 	if alone := p.recordSize(&r.rec, 1) + p.batchHeader(); alone > p.set.maxMessageBytes {
-		r.release()
-		return nil, invalid(fmt.Sprintf("message of %d bytes (as the broker counts it, with its batch header) exceeds MaxMessageBytes (%d)", alone, p.set.maxMessageBytes))
+		return invalid(fmt.Sprintf("message of %d bytes (as the broker counts it, with its batch header) exceeds MaxMessageBytes (%d)", alone, p.set.maxMessageBytes))
 	}
 	r.offset, r.err = -1, nil
 	r.state.Store(stQueued)
-	return r, nil
+	return nil
 }
 
 // precheck refuses what the fields of m alone make unsendable; newRecord

@@ -1,0 +1,97 @@
+package fxkafka
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/require"
+)
+
+// dirty sets every field of v, however deep, to a value other than its
+// zero, so that a field reset leaves behind shows.
+func dirty(v reflect.Value) {
+	v = reflect.NewAt(v.Type(), unsafe.Pointer(v.UnsafeAddr())).Elem() // settable, exported or not
+	switch v.Kind() {
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(7)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		v.SetUint(7)
+	case reflect.String:
+		v.SetString("stale")
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+	case reflect.Slice:
+		v.Set(reflect.MakeSlice(v.Type(), 1, 1))
+	case reflect.Chan:
+		ch := reflect.MakeChan(v.Type(), 1)
+		ch.Send(reflect.Zero(v.Type().Elem())) // a signal left in it
+		v.Set(ch)
+	case reflect.Func:
+		v.Set(reflect.MakeFunc(v.Type(), func([]reflect.Value) []reflect.Value { panic("stale func called") }))
+	case reflect.Interface:
+		v.Set(reflect.ValueOf(errors.New("stale")))
+	case reflect.Struct:
+		for i := range v.NumField() {
+			dirty(v.Field(i))
+		}
+	case reflect.Array:
+		for i := range v.Len() {
+			dirty(v.Index(i))
+		}
+	default:
+		panic("dirty: no case for " + v.Kind().String())
+	}
+}
+
+// alike makes what two records differ in only by the memory they reuse
+// compare equal: empty slices as nil, the signal channel (which must have
+// been drained) as nil.
+func alike(t *testing.T, r *record) *record {
+	t.Helper()
+	if r.own.done != nil {
+		require.Zero(t, len(r.own.done), "a reused record's signal channel was not drained")
+		r.own.done = nil
+	}
+	if len(r.buf) == 0 {
+		r.buf = nil
+	}
+	if len(r.hdrs) == 0 {
+		r.hdrs = nil
+	}
+	if len(r.hdrPtrs) == 0 {
+		r.hdrPtrs = nil
+	}
+	return r
+}
+
+func TestAResetRecordIsReusedAsNew(t *testing.T) {
+	p := &ProducerPool{set: settings{version: sarama.V3_0_0_0, maxMessageBytes: 1 << 20}}
+	msgs := map[string]*sarama.ProducerMessage{
+		"key, value and headers": {Topic: "t", Partition: 3, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder("v"),
+			Headers: []sarama.RecordHeader{{Key: []byte("h"), Value: []byte("x")}}, Timestamp: time.UnixMilli(42)},
+		"value only": {Topic: "t", Value: sarama.ByteEncoder("v")},
+		"empty":      {Topic: "t"},
+	}
+	for name, m := range msgs {
+		t.Run(name, func(t *testing.T) {
+			used := new(record)
+			dirty(reflect.ValueOf(used).Elem())
+			used.reset()
+			require.NoError(t, p.fill(used, m))
+			fresh := new(record)
+			require.NoError(t, p.fill(fresh, m))
+			require.Equal(t, alike(t, fresh), alike(t, used))
+		})
+	}
+	t.Run("a large buffer is not kept", func(t *testing.T) {
+		r := &record{buf: make([]byte, 0, 1<<20)}
+		r.reset()
+		require.Nil(t, r.buf)
+	})
+}
