@@ -12,6 +12,11 @@
 // before it. So n requests written together are all answered about one
 // delay after they were written, not n delays. Bandwidth, connection setup
 // and the server's processing time are not modelled.
+//
+// On Linux a chunk is handed over within about 40 µs of its due time (a
+// timerfd the runtime's poller waits on); elsewhere Go's timers wait, which
+// in an otherwise idle process wake at their poller's granularity, up to a
+// millisecond late (BenchmarkTimerLateness).
 package netdelay
 
 import (
@@ -83,6 +88,7 @@ type conn struct {
 	net.Conn
 	delay  time.Duration
 	clk    clock
+	tm     timer         // Read's, stopped by Close
 	chunks chan chunk    // from pump to Read, in order
 	stop   chan struct{} // closed by Close
 	pumped chan struct{} // closed when pump returns
@@ -106,6 +112,7 @@ func newConn(c net.Conn, d time.Duration, clk clock) *conn {
 		Conn:   c,
 		delay:  d,
 		clk:    clk,
+		tm:     clk.newTimer(),
 		chunks: make(chan chunk, queued),
 		stop:   make(chan struct{}),
 		pumped: make(chan struct{}),
@@ -153,7 +160,7 @@ func (c *conn) Read(p []byte) (int, error) {
 		case <-c.stop:
 			return 0, net.ErrClosed
 		}
-		if !c.clk.sleepUntil(ch.due, c.stop) {
+		if !c.tm.sleepUntil(ch.due, c.stop) {
 			return 0, net.ErrClosed
 		}
 		c.cur, c.err = ch.data, ch.err
@@ -168,6 +175,7 @@ func (c *conn) Read(p []byte) (int, error) {
 func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.stop)
+		c.tm.stop()
 		c.closeErr = c.Conn.Close()
 		<-c.pumped
 	})
@@ -189,15 +197,39 @@ func (c *conn) SetReadDeadline(time.Time) error { return ErrDeadlineUnsupported 
 // clock is time as the delay line sees it; tests replace it.
 type clock interface {
 	now() time.Time
-	// sleepUntil waits until t, or returns false at once if cancel closes.
+	// newTimer returns the timer of one connection's Reads.
+	newTimer() timer
+}
+
+// timer is how Read waits for a chunk to be due.
+type timer interface {
+	// sleepUntil waits until t, or returns false at once if cancel closes
+	// or the timer is stopped.
 	sleepUntil(t time.Time, cancel <-chan struct{}) bool
+	// stop ends a wait and frees the timer; it may run during a wait.
+	stop()
 }
 
 type realClock struct{}
 
 func (realClock) now() time.Time { return time.Now() }
 
-func (realClock) sleepUntil(t time.Time, cancel <-chan struct{}) bool {
+// newTimer returns a precise timer where the system has one (Linux: see
+// fdTimer), else a Go timer.
+func (realClock) newTimer() timer {
+	if t := newPreciseTimer(); t != nil {
+		return t
+	}
+	return goTimer{}
+}
+
+// goTimer waits with the Go runtime's timers. An idle Go process wakes for
+// them at its poller's granularity, a whole millisecond on Linux: a 300 µs
+// wait takes about 1.05 ms there, a 1.3 ms one 2.2 ms (BenchmarkTimerLateness),
+// which would add up to a millisecond to a delay the line promises.
+type goTimer struct{}
+
+func (goTimer) sleepUntil(t time.Time, cancel <-chan struct{}) bool {
 	d := time.Until(t)
 	if d <= 0 {
 		return true
@@ -211,3 +243,5 @@ func (realClock) sleepUntil(t time.Time, cancel <-chan struct{}) bool {
 		return false
 	}
 }
+
+func (goTimer) stop() {}

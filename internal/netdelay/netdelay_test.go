@@ -183,6 +183,10 @@ func (c *fakeClock) set(t time.Time) {
 	c.waiters = kept
 }
 
+func (c *fakeClock) newTimer() timer { return c }
+
+func (c *fakeClock) stop() {}
+
 func (c *fakeClock) sleepUntil(t time.Time, cancel <-chan struct{}) bool {
 	c.mu.Lock()
 	if !t.After(c.t) {
