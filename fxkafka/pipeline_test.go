@@ -29,7 +29,7 @@ func TestRequestsPipelineOnlyWhenTheRoundTripIsWellAboveTheirCost(t *testing.T) 
 		t.Run(tt.name, func(t *testing.T) {
 			var g pipeGauge
 			for range 10 {
-				g.observe(tt.rtt, tt.cost)
+				g.observe(tt.rtt, tt.cost, 16)
 			}
 			assert.Equal(t, tt.want, g.pipelining())
 		})
@@ -38,11 +38,11 @@ func TestRequestsPipelineOnlyWhenTheRoundTripIsWellAboveTheirCost(t *testing.T) 
 
 func TestTheGaugeGoesByTheShortestRoundTripSeen(t *testing.T) {
 	var g pipeGauge
-	g.observe(5*time.Millisecond, 10*time.Microsecond)
+	g.observe(5*time.Millisecond, 10*time.Microsecond, 16)
 	require.True(t, g.pipelining())
 	// A queue on the broker makes round trips long; the floor seen decides.
-	g.observe(40*time.Microsecond, 10*time.Microsecond)
-	g.observe(9*time.Millisecond, 10*time.Microsecond)
+	g.observe(40*time.Microsecond, 10*time.Microsecond, 16)
+	g.observe(9*time.Millisecond, 10*time.Microsecond, 16)
 	assert.False(t, g.pipelining(), "the broker answers in 40 µs at best: it is near")
 }
 
@@ -106,4 +106,49 @@ func TestALightLoadOnAFarBrokerStaysOnOneProducer(t *testing.T) {
 	}
 	wg.Wait()
 	assert.Equal(t, 1, p.Stats().Producers, "four senders never fill a connection's request slots")
+}
+
+func TestThePipelineDepthFollowsTheBrokersQueue(t *testing.T) {
+	const limit, cost = 16, 10 * time.Microsecond
+	floor := time.Millisecond
+	var g pipeGauge
+	now := time.Unix(1_000_000, 0).UnixNano()
+	step := func(rtt time.Duration, n int) {
+		for range n {
+			now += int64(floor) // one adjustment per floor round trip at most
+			g.observeAt(now, rtt, cost, limit)
+		}
+	}
+	step(floor, 1)
+	require.Equal(t, limit, g.limit(limit), "no queue: the connection's whole limit")
+
+	// Answers take half as long again as the floor: a third of every
+	// round trip is queueing, so at depth d about d/3 requests wait.
+	step(floor*3/2, 40)
+	assert.Equal(t, 6, g.limit(limit), "depth falls until no more than vegasBeta requests wait (6 × 1/3 = 2)")
+
+	step(floor, 40)
+	assert.Equal(t, limit, g.limit(limit), "the queue gone, depth grows back to the limit")
+
+	step(floor*10, 100)
+	assert.Equal(t, minDepth, g.limit(limit), "never below minDepth")
+	assert.Equal(t, 1, g.limit(1), "never above the connection's limit")
+}
+
+func TestThePipelineDepthChangesAtMostOncePerRoundTrip(t *testing.T) {
+	var g pipeGauge
+	now := time.Unix(1_000_000, 0).UnixNano()
+	g.observeAt(now, time.Millisecond, 10*time.Microsecond, 16)
+	for range 100 {
+		now += int64(time.Microsecond) // a hundred answers within one round trip
+		g.observeAt(now, 5*time.Millisecond, 10*time.Microsecond, 16)
+	}
+	assert.GreaterOrEqual(t, g.limit(16), 15, "one step at most within a round trip")
+}
+
+func TestWithoutPipeliningAConnectionCarriesOneRequest(t *testing.T) {
+	var g pipeGauge
+	g.observe(50*time.Microsecond, 10*time.Microsecond, 16)
+	require.False(t, g.pipelining())
+	assert.Equal(t, 1, g.limit(16))
 }

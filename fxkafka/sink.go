@@ -333,10 +333,7 @@ func (s *sink) run() (wakeAt time.Time) {
 			_ = b.Close() // the next send opens it again
 			s.mu.Lock()
 		}
-		limit := pr.set.maxInFlight
-		if !pr.pipe.pipelining() {
-			limit = 1
-		}
+		limit := pr.pipe.limit(pr.set.maxInFlight)
 		if full := s.inflight >= limit && len(s.ready) > 0; full != s.saturated {
 			s.saturated = full
 			if full {
@@ -473,7 +470,7 @@ func (s *sink) send(batches []*batch) {
 		// On the broker's receiving goroutine: never call the broker here.
 		if err == nil {
 			if c := cost.Load(); c > 0 {
-				pr.pipe.observe(time.Since(start), time.Duration(c))
+				pr.pipe.observe(time.Since(start), time.Duration(c), pr.set.maxInFlight)
 			}
 		}
 		s.done(batches, resp, err, true)
