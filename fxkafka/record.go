@@ -81,20 +81,22 @@ func (r *record) release() {
 	recordPool.Put(r)
 }
 
-// reset readies r for its next use: it clears what newRecord does not set
-// and what refers to anything but the record's own memory (newRecord sets
-// the rest: TestAResetRecordIsReusedAsNew), and drops a large buffer, so a
-// recycled record pins nothing. Clearing field by field costs less than
+// reset readies r for its next use: it clears what fill does not set and
+// what refers to anything but the record's own memory (fill sets the rest:
+// TestAResetRecordIsReusedAsNew), and drops a large buffer, so a recycled
+// record pins nothing. Clearing field by field costs less than
 // zeroing the whole record.
 func (r *record) reset() {
 	select {
 	case <-r.own.done: // never left full; drained for the next use
 	default:
 	}
+	clear(r.hdrs) // their keys and values are the last message's header bytes
 	r.buf, r.hdrs, r.hdrPtrs = r.buf[:0], r.hdrs[:0], r.hdrPtrs[:0]
 	if cap(r.buf) > 64<<10 {
 		r.buf = nil
 	}
+	r.rec = sarama.Record{} // its key, value and headers point into the buffers
 	r.topic = ""
 	r.ps = nil
 	r.enqueued = time.Time{}

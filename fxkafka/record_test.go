@@ -90,8 +90,17 @@ func TestAResetRecordIsReusedAsNew(t *testing.T) {
 		})
 	}
 	t.Run("a large buffer is not kept", func(t *testing.T) {
-		r := &record{buf: make([]byte, 0, 1<<20)}
+		r := &record{buf: make([]byte, 1<<20)}
+		r.rec.Key, r.rec.Value = r.buf[:1], r.buf[1:]
 		r.reset()
 		require.Nil(t, r.buf)
+		require.Nil(t, r.rec.Key, "the key would pin the buffer")
+		require.Nil(t, r.rec.Value, "the value would pin the buffer")
+	})
+	t.Run("header bytes are not kept", func(t *testing.T) {
+		hb := make([]byte, 2)
+		r := &record{hdrs: []sarama.RecordHeader{{Key: hb[:1], Value: hb[1:]}}}
+		r.reset()
+		require.Zero(t, r.hdrs[:1][0], "a kept header would pin the last message's header bytes")
 	})
 }
