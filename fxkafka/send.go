@@ -135,6 +135,7 @@ func (p *ProducerPool) told(r *record, err error) bool {
 		n := 0
 		if err == nil {
 			part, off, n = r.partition, r.offset, r.batchN
+			r.hook.msg.Timestamp = r.ts // as the caller's message gets it
 		}
 		p.hookEnd(r.hook, part, off, n, r.prodID, err)
 	}

@@ -82,3 +82,54 @@ func TestAMessageWithoutATimestampGetsTheTimeOfItsBatch(t *testing.T) {
 		assert.True(t, stored[v].Equal(ts.Truncate(time.Millisecond)), "%s: stored %v, told %v", v, stored[v], ts)
 	}
 }
+
+func TestTheMessagesOfOneBatchShareOneClockRead(t *testing.T) {
+	checkLeaks(t)
+	c := startBroker(t, "", topic)
+	cfg := testConfig(c.ListenAddrs()...)
+	cfg.Linger = time.Hour // the batch leaves on Flush, whole
+	p := newTestPool(t, cfg)
+	ctx := context.Background()
+	const n = 100
+	var mu sync.Mutex
+	stamps := map[time.Time]int{}
+	for i := range n {
+		m := &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder("one key"), Value: sarama.StringEncoder(value(i))}
+		p.Produce(ctx, m, func(m *sarama.ProducerMessage, err error) {
+			assert.NoError(t, err)
+			mu.Lock()
+			stamps[m.Timestamp]++
+			mu.Unlock()
+		})
+	}
+	require.NoError(t, p.Flush(ctx))
+	assert.Len(t, stamps, 1, "one key, one batch, one timestamp: %v", stamps)
+}
+
+// stampHook records the Timestamp of each message OnSendEnd sees.
+type stampHook struct {
+	mu  sync.Mutex
+	got map[string]time.Time
+}
+
+func (h *stampHook) OnSendEnd(_ context.Context, m *sarama.ProducerMessage, info SendInfo) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if info.Err == nil {
+		h.got[string(m.Value.(sarama.StringEncoder))] = m.Timestamp
+	}
+}
+
+func TestTheSendEndHookSeesTheTimestampTheCallerGets(t *testing.T) {
+	checkLeaks(t)
+	c := startBroker(t, "", topic)
+	h := &stampHook{got: map[string]time.Time{}}
+	p := newTestPool(t, testConfig(c.ListenAddrs()...), WithHook(h))
+	m := &sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder("x")}
+	_, _, err := p.SendMessage(context.Background(), m)
+	require.NoError(t, err)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	require.False(t, m.Timestamp.IsZero())
+	assert.True(t, h.got["x"].Equal(m.Timestamp), "the hook saw %v, the caller %v", h.got["x"], m.Timestamp)
+}
