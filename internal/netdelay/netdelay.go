@@ -13,10 +13,10 @@
 // delay after they were written, not n delays. Bandwidth, connection setup
 // and the server's processing time are not modelled.
 //
-// On Linux a chunk is handed over within about 40 µs of its due time (a
-// timerfd the runtime's poller waits on); elsewhere Go's timers wait, which
-// in an otherwise idle process wake at their poller's granularity, up to a
-// millisecond late (BenchmarkTimerLateness).
+// On Linux a chunk is handed over typically tens of µs after its due time
+// (a timerfd the runtime's poller waits on: fdTimer); elsewhere Go's timers
+// wait, which on Linux wake an otherwise idle process up to a millisecond
+// late (goTimer, BenchmarkTimerLateness).
 package netdelay
 
 import (
@@ -203,8 +203,9 @@ type clock interface {
 
 // timer is how Read waits for a chunk to be due.
 type timer interface {
-	// sleepUntil waits until t, or returns false at once if cancel closes
-	// or the timer is stopped.
+	// sleepUntil waits until t; it returns false if cancel is already
+	// closed or the timer is stopped (a timer may not notice cancel closing
+	// during a wait: stop it too).
 	sleepUntil(t time.Time, cancel <-chan struct{}) bool
 	// stop ends a wait and frees the timer; it may run during a wait.
 	stop()

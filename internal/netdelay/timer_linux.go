@@ -31,11 +31,7 @@ func newPreciseTimer() timer {
 	if errno != 0 {
 		return nil
 	}
-	f := os.NewFile(fd, "netdelay-timer") // non-blocking: os polls it
-	if f == nil {
-		return nil
-	}
-	return &fdTimer{f: f}
+	return &fdTimer{f: os.NewFile(fd, "netdelay-timer")} // non-blocking: os polls it
 }
 
 func (t *fdTimer) sleepUntil(at time.Time, cancel <-chan struct{}) bool {
@@ -60,6 +56,7 @@ func (t *fdTimer) sleepUntil(at time.Time, cancel <-chan struct{}) bool {
 		return false // stopped
 	}
 	if errno != 0 {
+		// settime failing (never seen) costs precision, not correctness.
 		return goTimer{}.sleepUntil(at, cancel)
 	}
 	_, err = t.f.Read(t.buf[:])
