@@ -44,7 +44,9 @@
 // configured: each producer compares the shortest recent round trip with the
 // shortest time it took to build and write a request. When the round trip is
 // ten times that cost or more (a broker a millisecond away), requests are
-// pipelined, up to Net.MaxOpenRequests (16 by default) per connection, and a
+// pipelined, and how many a connection carries follows the broker's queue,
+// as TCP Vegas sizes a window: up to Net.MaxOpenRequests (16 by default),
+// down to 2 while requests wait at the broker; and a
 // keyless record goes to a partition where a lane and a request slot are
 // free, so records spread rather than queue. When it is not (a broker on
 // loopback), one request is in flight per connection, the records that
@@ -268,8 +270,9 @@
 // (Producer.Flush.Bytes, Messages, MaxMessages, Producer.Retry.MaxBuffer*,
 // Producer.Interceptors, Producer.Transaction.Timeout and Retry.*,
 // ChannelBufferSize). It honours, and a func may change (WithSaramaConfig
-// lists them all): ClientID, RackID, Version, Net.MaxOpenRequests (requests in flight per connection when
-// pipelining, 16 by default; 16 with idempotence, whatever is set), Net.SASL.*,
+// lists them all): ClientID, RackID, Version, Net.MaxOpenRequests (the most requests in flight per connection
+// when pipelining, 16 by default, fewer while the broker queues them; 16 with
+// idempotence, whatever is set), Net.SASL.*,
 // Metadata.Retry.*, RefreshFrequency and AllowAutoTopicCreation, and of
 // the producer settings RequiredAcks, Timeout, MaxMessageBytes, Compression,
 // CompressionLevel, Flush.Frequency (the linger), Partitioner (then called
@@ -300,10 +303,10 @@
 // sarama's SyncProducer does. Produce copies the bytes before it returns,
 // so buffers are the caller's again at once; the message itself is the
 // pool's until its promise runs, which receives it with Partition, Offset
-// and Timestamp set. A message sent without a Timestamp is stamped with the
-// time the pool puts it in a batch (as sarama's producers do, once per
-// batch), which Timestamp then tells. msg.Metadata is never touched: a
-// promise may keep its context there.
+// and Timestamp set. A message sent without a Timestamp is stamped when the
+// pool cuts it into a batch, with one clock read per batch (sarama's
+// producers read the clock per message), and Timestamp then tells that
+// time. msg.Metadata is never touched: a promise may keep its context there.
 //
 // # Fx
 //

@@ -32,8 +32,8 @@ func WithLogger(l *zap.Logger) Option {
 // the order given. A nil f is ignored.
 //
 // f may change what the pool honours: ClientID, RackID, Version,
-// ApiVersionsRequest, Net.MaxOpenRequests (requests in flight per broker
-// connection), Net.SASL.*, Net.ResolveCanonicalBootstrapServers,
+// ApiVersionsRequest, Net.MaxOpenRequests (the most requests in flight per
+// broker connection), Net.SASL.*, Net.ResolveCanonicalBootstrapServers,
 // Metadata.Retry.Max and Backoff, Metadata.RefreshFrequency,
 // Metadata.AllowAutoTopicCreation, Metadata.SingleFlight and, of the
 // Producer settings, RequiredAcks, Timeout (below 10s), MaxMessageBytes,

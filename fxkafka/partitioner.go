@@ -158,7 +158,7 @@ func (pr *producer) slotsFree(ps *partState) int {
 	if s == nil {
 		return 0
 	}
-	return pr.pipe.limit(pr.set.maxInFlight) - int(s.flying.Load())
+	return s.limit() - int(s.flying.Load())
 }
 
 // leastFlying returns the partition with the fewest batches in flight,

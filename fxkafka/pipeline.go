@@ -20,27 +20,52 @@ import (
 // round trip seen lately (its floor, without queueing) and the shortest
 // time a send took to build and write a request — and pipelines when the
 // round trip is pipelineRatio times the cost or more.
-//
-// While pipelining it also sets how many requests a connection carries at
-// once (depth), as TCP Vegas sets a window: a broker works through one
-// connection's requests one at a time (Kafka answers a connection's
+type pipeGauge struct {
+	rtt   windowMin // nanoseconds from a request's hand-off to its answer
+	cost  windowMin // nanoseconds to build and write a request
+	piped atomic.Bool
+}
+
+// pipelineRatio is how many times a request's cost the round trip must be
+// for pipelining to pay. A request's cost here is 5-20 µs; a loopback
+// broker answers in 30-100 µs (ratio under 10), a broker 1 ms away in over
+// 50 times the cost.
+const pipelineRatio = 10
+
+// observe takes the round trip and cost of one request.
+func (g *pipeGauge) observe(rtt, cost time.Duration) {
+	g.observeAt(time.Now().UnixNano(), rtt, cost)
+}
+
+// observeAt is observe at now, in unix nanoseconds.
+func (g *pipeGauge) observeAt(now int64, rtt, cost time.Duration) {
+	r, c := g.rtt.add(now, int64(rtt)), g.cost.add(now, int64(cost))
+	g.piped.Store(c > 0 && r >= pipelineRatio*c)
+}
+
+// pipelining reports whether requests should be pipelined now.
+func (g *pipeGauge) pipelining() bool { return g.piped.Load() }
+
+// depthGauge sets how many requests one connection carries at once while
+// requests pipeline, as TCP Vegas sets a window. A broker works through
+// one connection's requests one at a time (Kafka answers a connection's
 // requests in order, and kfake likewise), so requests beyond what it keeps
 // up with wait in its queue, and each carries fewer records than if they
-// had waited in the pool and left together. When the smoothed round trip
-// is more than an eighth above the floor the broker is queueing: depth
-// drops by one when more than vegasBeta requests wait there (the depth
-// times the share of the smoothed round trip above the floor), and grows
-// by one when fewer than vegasAlpha do, at most once per floor round trip,
-// between minDepth and the connection's limit. Measured on kfake 1 ms away
-// with 256 senders: a fixed depth of 16 gave p50 1.92 ms and 121k sends/s,
-// 4 gave 1.60 ms and 143k, this gauge 1.63-1.66 ms and 136-142k; 5 ms away
-// 16 was best (45k against 42k at 4), and the gauge keeps it (45k).
-type pipeGauge struct {
-	rtt      windowMin // nanoseconds from a request's hand-off to its answer
-	cost     windowMin // nanoseconds to build and write a request
-	piped    atomic.Bool
+// had waited in the pool and left together. The smoothed round trip (an
+// average with gain 1/8) above the connection's floor is queueing: depth
+// drops by one when more than vegasBeta requests wait at the broker (the
+// depth times the share of the smoothed round trip above the floor), and
+// grows by one when fewer than vegasAlpha do, at most once per floor round
+// trip, between minDepth and the connection's limit. Each connection has
+// its own, so a far broker is not taken for a queueing near one. Measured
+// on kfake (the delay line on a timerfd) with 256 senders, single runs of
+// BenchmarkSend: 1 ms away a fixed depth of 16 gave p50 1.80 ms and 129k
+// sends/s, 4 gave 1.60 ms and 143k, the gauge 1.63-1.66 ms and 136-142k;
+// 5 ms away 16 was best (45k against 42k at 4), and the gauge keeps it.
+type depthGauge struct {
+	floor    windowMin    // the connection's shortest round trip lately
 	srtt     atomic.Int64 // smoothed round trip, nanoseconds
-	depth    atomic.Int32 // requests in flight a connection may carry; 0: its limit
+	depth    atomic.Int32 // requests in flight the connection may carry; 0: its limit
 	adjusted atomic.Int64 // unix nanoseconds depth was last considered
 }
 
@@ -52,30 +77,18 @@ const (
 	vegasBeta  = 2
 )
 
-// pipelineRatio is how many times a request's cost the round trip must be
-// for pipelining to pay. A request's cost here is 5-20 µs; a loopback
-// broker answers in 30-100 µs (ratio under 10), a broker 1 ms away in over
-// 50 times the cost.
-const pipelineRatio = 10
-
-// observe takes the round trip and cost of one request on a connection
-// that may carry up to limit requests at once.
-func (g *pipeGauge) observe(rtt, cost time.Duration, limit int) {
-	g.observeAt(time.Now().UnixNano(), rtt, cost, limit)
-}
-
-// observeAt is observe at now, in unix nanoseconds.
-func (g *pipeGauge) observeAt(now int64, rtt, cost time.Duration, limit int) {
-	r, c := g.rtt.add(now, int64(rtt)), g.cost.add(now, int64(cost))
-	piped := c > 0 && r >= pipelineRatio*c
-	g.piped.Store(piped)
+// observeAt takes the round trip of one of the connection's requests,
+// answered at now (unix nanoseconds); piped tells whether requests
+// pipeline, limit is the most the connection may carry.
+func (g *depthGauge) observeAt(now int64, rtt time.Duration, piped bool, limit int) {
+	r := g.floor.add(now, int64(rtt))
 	s := g.srtt.Load()
 	if s == 0 {
 		s = int64(rtt)
 	} else {
 		s += (int64(rtt) - s) / 8
 	}
-	g.srtt.Store(s) // a lost update between connections only delays the average
+	g.srtt.Store(s) // a lost update between two answers only delays the average
 	last := g.adjusted.Load()
 	if !piped || now-last < r || !g.adjusted.CompareAndSwap(last, now) {
 		return
@@ -96,19 +109,17 @@ func (g *pipeGauge) observeAt(now int64, rtt, cost time.Duration, limit int) {
 	g.depth.Store(int32(d))
 }
 
-// pipelining reports whether requests should be pipelined now.
-func (g *pipeGauge) pipelining() bool { return g.piped.Load() }
-
-// limit is how many requests a connection of at most max may carry now:
-// one when requests do not pipeline, else the depth the gauge set.
-func (g *pipeGauge) limit(max int) int {
-	if !g.piped.Load() {
+// limit is how many requests the connection may carry now, at most
+// maxInFlight: one when requests do not pipeline, else the depth the gauge
+// set.
+func (g *depthGauge) limit(piped bool, maxInFlight int) int {
+	if !piped {
 		return 1
 	}
-	if d := int(g.depth.Load()); d > 0 && d < max {
+	if d := int(g.depth.Load()); d > 0 && d < maxInFlight {
 		return d
 	}
-	return max
+	return maxInFlight
 }
 
 // windowMin is the minimum of what was added over the last two windows of

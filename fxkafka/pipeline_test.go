@@ -29,7 +29,7 @@ func TestRequestsPipelineOnlyWhenTheRoundTripIsWellAboveTheirCost(t *testing.T) 
 		t.Run(tt.name, func(t *testing.T) {
 			var g pipeGauge
 			for range 10 {
-				g.observe(tt.rtt, tt.cost, 16)
+				g.observe(tt.rtt, tt.cost)
 			}
 			assert.Equal(t, tt.want, g.pipelining())
 		})
@@ -38,11 +38,11 @@ func TestRequestsPipelineOnlyWhenTheRoundTripIsWellAboveTheirCost(t *testing.T) 
 
 func TestTheGaugeGoesByTheShortestRoundTripSeen(t *testing.T) {
 	var g pipeGauge
-	g.observe(5*time.Millisecond, 10*time.Microsecond, 16)
+	g.observe(5*time.Millisecond, 10*time.Microsecond)
 	require.True(t, g.pipelining())
 	// A queue on the broker makes round trips long; the floor seen decides.
-	g.observe(40*time.Microsecond, 10*time.Microsecond, 16)
-	g.observe(9*time.Millisecond, 10*time.Microsecond, 16)
+	g.observe(40*time.Microsecond, 10*time.Microsecond)
+	g.observe(9*time.Millisecond, 10*time.Microsecond)
 	assert.False(t, g.pipelining(), "the broker answers in 40 µs at best: it is near")
 }
 
@@ -109,46 +109,65 @@ func TestALightLoadOnAFarBrokerStaysOnOneProducer(t *testing.T) {
 }
 
 func TestThePipelineDepthFollowsTheBrokersQueue(t *testing.T) {
-	const limit, cost = 16, 10 * time.Microsecond
+	const limit = 16
 	floor := time.Millisecond
-	var g pipeGauge
+	var g depthGauge
 	now := time.Unix(1_000_000, 0).UnixNano()
 	step := func(rtt time.Duration, n int) {
 		for range n {
 			now += int64(floor) // one adjustment per floor round trip at most
-			g.observeAt(now, rtt, cost, limit)
+			g.observeAt(now, rtt, true, limit)
 		}
 	}
 	step(floor, 1)
-	require.Equal(t, limit, g.limit(limit), "no queue: the connection's whole limit")
+	require.Equal(t, limit, g.limit(true, limit), "no queue: the connection's whole limit")
 
 	// Answers take half as long again as the floor: a third of every
 	// round trip is queueing, so at depth d about d/3 requests wait.
 	step(floor*3/2, 40)
-	assert.Equal(t, 6, g.limit(limit), "depth falls until no more than vegasBeta requests wait (6 × 1/3 = 2)")
+	assert.Equal(t, 6, g.limit(true, limit), "depth falls until no more than vegasBeta requests wait (6 × 1/3 = 2)")
 
 	step(floor, 40)
-	assert.Equal(t, limit, g.limit(limit), "the queue gone, depth grows back to the limit")
+	assert.Equal(t, limit, g.limit(true, limit), "the queue gone, depth grows back to the limit")
 
 	step(floor*10, 100)
-	assert.Equal(t, minDepth, g.limit(limit), "never below minDepth")
-	assert.Equal(t, 1, g.limit(1), "never above the connection's limit")
+	assert.Equal(t, minDepth, g.limit(true, limit), "never below minDepth")
+	assert.Equal(t, 1, g.limit(true, 1), "limit clamps to a smaller connection limit")
+	assert.Equal(t, 1, g.limit(false, limit), "one request at a time when requests do not pipeline")
+	step(floor, 40)
+	g.observeAt(now+int64(floor), floor, true, 4)
+	assert.Equal(t, 4, g.limit(true, 16), "observing a connection of limit 4 keeps the depth within it")
 }
 
 func TestThePipelineDepthChangesAtMostOncePerRoundTrip(t *testing.T) {
-	var g pipeGauge
+	var g depthGauge
 	now := time.Unix(1_000_000, 0).UnixNano()
-	g.observeAt(now, time.Millisecond, 10*time.Microsecond, 16)
+	g.observeAt(now, time.Millisecond, true, 16)
 	for range 100 {
 		now += int64(time.Microsecond) // a hundred answers within one round trip
-		g.observeAt(now, 5*time.Millisecond, 10*time.Microsecond, 16)
+		g.observeAt(now, 5*time.Millisecond, true, 16)
 	}
-	assert.GreaterOrEqual(t, g.limit(16), 15, "one step at most within a round trip")
+	assert.Equal(t, 16, g.limit(true, 16), "no step within a round trip")
+}
+
+func TestBrokersAtDifferentDistancesKeepTheirOwnDepth(t *testing.T) {
+	// Neither broker queues: each answers in its own round trip. Gauged
+	// together, the near one's floor would make the far one look queued.
+	var near, far depthGauge
+	now := time.Unix(1_000_000, 0).UnixNano()
+	for range 200 {
+		now += int64(5 * time.Millisecond)
+		near.observeAt(now, time.Millisecond, true, 16)
+		far.observeAt(now, 5*time.Millisecond, true, 16)
+	}
+	assert.Equal(t, 16, near.limit(true, 16))
+	assert.Equal(t, 16, far.limit(true, 16))
 }
 
 func TestWithoutPipeliningAConnectionCarriesOneRequest(t *testing.T) {
 	var g pipeGauge
-	g.observe(50*time.Microsecond, 10*time.Microsecond, 16)
+	g.observe(50*time.Microsecond, 10*time.Microsecond)
 	require.False(t, g.pipelining())
-	assert.Equal(t, 1, g.limit(16))
+	var d depthGauge
+	assert.Equal(t, 1, d.limit(g.pipelining(), 16))
 }

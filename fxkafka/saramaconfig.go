@@ -22,13 +22,15 @@ const (
 	metadataBackoff  = 100 * time.Millisecond
 	produceRetries   = 3
 	produceBackoff   = 100 * time.Millisecond
-	// pipelineDepth is how many produce requests a connection carries at
+	// pipelineDepth is the most produce requests a connection carries at
 	// once when requests pipeline (Net.MaxOpenRequests; sarama's default is
-	// 5, Kafka's Java client's 5, librdkafka's unlimited). A request
-	// carries one batch per partition, so with keyless records on one
-	// partition at a time it is also how many batches of a broker can be in
-	// flight: against a broker 5 ms away, 256 senders got 34.8k sends/s with
-	// 5 and 36.2k with 16; 20 ms away, 8.5k and 10.6k.
+	// 5, Kafka's Java client's 5, librdkafka's unlimited); pipeGauge
+	// carries fewer while the broker queues them. A request carries one
+	// batch per partition, so with keyless records on one partition at a
+	// time it is also how many batches of a broker can be in flight: against
+	// a broker 5 ms away, 256 senders got 34.8k sends/s with 5 and 36.2k with
+	// 16; 20 ms away, 8.5k and 10.6k (stop 14, before the delay line's
+	// timerfd, which took up to a millisecond off every kfake round trip).
 	pipelineDepth = 16
 	// idempotentLanes caps the lanes, hence the producer ids, of an
 	// idempotent producer: each id is state every broker keeps. Against a

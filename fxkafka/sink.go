@@ -198,11 +198,12 @@ func (lp *lanePart) cut(pr *producer, ps *partState, lane int) *batch {
 		limit = min(limit, ps.maxBatch)
 	}
 	b := &batch{ps: ps, lane: lane}
-	// Room for what fits, counted first: growing the slice record by record
-	// cost more than the count.
+	// Room for the records that fit, counted first (withdrawn ones too, so
+	// it is an estimate): growing the slice record by record cost more than
+	// the count.
 	want, bytes := 0, 0
 	for _, r := range lp.pending {
-		if want > 0 && (bytes+r.size > limit || (lp.splitLimit > 0 && want >= lp.splitLimit)) {
+		if !lp.fits(want, bytes, r.size, limit) {
 			break
 		}
 		want++
@@ -214,7 +215,7 @@ func (lp *lanePart) cut(pr *producer, ps *partState, lane int) *batch {
 	var now time.Time // one clock read per batch, for the records without a timestamp
 	for n < len(lp.pending) {
 		r := lp.pending[n]
-		if len(b.recs) > 0 && (b.bytes+r.size > limit || (lp.splitLimit > 0 && len(b.recs) >= lp.splitLimit)) {
+		if !lp.fits(len(b.recs), b.bytes, r.size, limit) {
 			break
 		}
 		n++
@@ -251,14 +252,20 @@ func (lp *lanePart) cut(pr *producer, ps *partState, lane int) *batch {
 	return b
 }
 
+// fits reports whether a record of size joins a batch of n records and
+// bytes: a first record always does.
+func (lp *lanePart) fits(n, bytes, size, limit int) bool {
+	return n == 0 || bytes+size <= limit && (lp.splitLimit == 0 || n < lp.splitLimit)
+}
+
 // addSeq advances a sequence number; Kafka's wrap from MaxInt32 to 0.
 func addSeq(seq int32, n int) int32 {
 	return int32((int64(seq) + int64(n)) % (math.MaxInt32 + 1))
 }
 
 // sink sends the batches of the partitions one broker leads, for one
-// producer: it builds produce requests, keeps up to set.maxInFlight of them
-// in flight on the broker's connection, and takes their responses.
+// producer: it builds produce requests, keeps up to limit() of them in
+// flight on the broker's connection, and takes their responses.
 type sink struct {
 	pr   *producer
 	wake chan struct{} // size 1
@@ -271,7 +278,11 @@ type sink struct {
 	saturated bool // counted in producer.saturated
 
 	flying atomic.Int32 // inflight, read without mu to place keyless records
+	depth  depthGauge   // how many requests the connection carries while pipelining
 }
+
+// limit is how many requests the sink may have in flight now.
+func (s *sink) limit() int { return s.depth.limit(s.pr.pipe.pipelining(), s.pr.set.maxInFlight) }
 
 func (s *sink) poke() {
 	select {
@@ -333,7 +344,7 @@ func (s *sink) run() (wakeAt time.Time) {
 			_ = b.Close() // the next send opens it again
 			s.mu.Lock()
 		}
-		limit := pr.pipe.limit(pr.set.maxInFlight)
+		limit := s.limit()
 		if full := s.inflight >= limit && len(s.ready) > 0; full != s.saturated {
 			s.saturated = full
 			if full {
@@ -470,7 +481,9 @@ func (s *sink) send(batches []*batch) {
 		// On the broker's receiving goroutine: never call the broker here.
 		if err == nil {
 			if c := cost.Load(); c > 0 {
-				pr.pipe.observe(time.Since(start), time.Duration(c), pr.set.maxInFlight)
+				now, rtt := time.Now(), time.Since(start)
+				pr.pipe.observeAt(now.UnixNano(), rtt, time.Duration(c))
+				s.depth.observeAt(now.UnixNano(), rtt, pr.pipe.pipelining(), pr.set.maxInFlight)
 			}
 		}
 		s.done(batches, resp, err, true)
