@@ -145,8 +145,10 @@ type Config struct {
 	// sent, trading latency for larger batches. Nothing lingers while a
 	// Flush or Close waits, or a Produce waits for buffer space (which only
 	// outcomes free). 0 means DefaultLinger; a
-	// negative value means no wait at all, whatever the default.
-	// Env: KAFKA_LINGER, a Go duration such as "5ms".
+	// negative value means no wait at all, whatever the default. The wait
+	// is a Go timer, which on Linux wakes an otherwise idle process at a
+	// millisecond's granularity: a linger under a millisecond waits about
+	// one. Env: KAFKA_LINGER, a Go duration such as "5ms".
 	Linger time.Duration `json:"linger" yaml:"linger" env:"KAFKA_LINGER"`
 
 	// MaxBufferedMessages bounds the messages Produce has handed to the pool
