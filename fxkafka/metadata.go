@@ -92,6 +92,9 @@ const missingTopicTTL = time.Second
 // topic returns the state of a topic, loading it on first use. It waits for
 // the load as long as ctx allows.
 func (pr *producer) topic(ctx context.Context, name string) (*topicState, error) {
+	if ts := pr.lastTopic.Load(); ts != nil && ts.name == name {
+		return ts, nil
+	}
 	for {
 		v, ok := pr.topics.Load(name)
 		if !ok {
@@ -113,6 +116,9 @@ func (pr *producer) topic(ctx context.Context, name string) (*topicState, error)
 			}
 		}
 		if ts.err == nil {
+			if pr.lastTopic.Load() != ts {
+				pr.lastTopic.Store(ts)
+			}
 			return ts, nil
 		}
 		if time.Since(ts.at) < missingTopicTTL || pr.retired.Load() {

@@ -52,14 +52,17 @@ type producer struct {
 	retired  atomic.Bool  // takes no new records
 	dead     atomic.Bool  // broken: retries nothing, is being replaced
 
-	topics  sync.Map // string -> *topicState
-	refresh chan struct{}
-	stop    chan struct{}      // closed by shutdown: the producer's goroutines exit
-	gone    chan struct{}      // closed when shutdown has finished: nothing of the producer runs
-	ctx     context.Context    // cancelled by shutdown
-	cancel  context.CancelFunc //
-	wg      sync.WaitGroup     // the producer's goroutines
-	nlanes  atomic.Int32       // len(lanes), read without mu
+	topics sync.Map // string -> *topicState
+	// lastTopic is the last topic topic returned, loaded without error
+	// (such a state is never replaced): a stream to one topic skips the map.
+	lastTopic atomic.Pointer[topicState]
+	refresh   chan struct{}
+	stop      chan struct{}      // closed by shutdown: the producer's goroutines exit
+	gone      chan struct{}      // closed when shutdown has finished: nothing of the producer runs
+	ctx       context.Context    // cancelled by shutdown
+	cancel    context.CancelFunc //
+	wg        sync.WaitGroup     // the producer's goroutines
+	nlanes    atomic.Int32       // len(lanes), read without mu
 
 	saturated atomic.Int32 // sinks with every request slot in flight and more to send
 	pipe      pipeGauge    // whether requests pipeline on a connection
