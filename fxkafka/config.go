@@ -124,7 +124,8 @@ type Config struct {
 
 	// MaxBatchBytes is the largest record batch the pool builds for one
 	// partition (before compression); at most MaxRequestBytes. A message
-	// larger than it travels in a batch of its own (as Java's batch.size). The broker refuses a batch above the topic's
+	// larger than it travels in a batch of its own (as with Java's
+	// batch.size). The broker refuses a batch above the topic's
 	// max.message.bytes, so keep it at or below that too. 0 means
 	// DefaultMaxBatchBytes (1 MiB), or MaxMessageBytes if that is larger.
 	// Env: KAFKA_MAX_BATCH_BYTES.

@@ -19,7 +19,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -88,31 +87,6 @@ func refuseProduce(req kmsg.Request, batches []batchOf, verdict func(batchOf) (c
 		resp.Topics[i].Partitions = append(resp.Topics[i].Partitions, rp)
 	}
 	return resp
-}
-
-// readRecords returns every record c stores for topic, with timestamps and
-// headers (readBack keeps only values and positions).
-func readRecords(t *testing.T, c *kfake.Cluster, topic string) []*kgo.Record {
-	t.Helper()
-	var total int64
-	for _, pi := range c.PartitionInfos(topic) {
-		total += pi.HighWatermark - pi.LogStartOffset
-	}
-	var out []*kgo.Record
-	if total == 0 {
-		return out
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	require.NoError(t, err)
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for int64(len(out)) < total {
-		fs := cl.PollFetches(ctx)
-		require.NoError(t, ctx.Err(), "read %d of %d records", len(out), total)
-		fs.EachRecord(func(r *kgo.Record) { out = append(out, r) })
-	}
-	return out
 }
 
 func TestSendsWithAContextThatHasEndedWriteNothing(t *testing.T) {

@@ -118,16 +118,29 @@ type storedRecord struct {
 	Offset     int64
 }
 
-// readBack returns every record the cluster stores for topic. It asks the
-// cluster how many it holds (the sum of the partitions' high watermarks) and
-// consumes exactly that many, so duplicates are seen and no wait is guessed.
+// readBack returns every record the cluster stores for topic (see
+// readRecords).
 func readBack(t testing.TB, c *kfake.Cluster, topic string) []storedRecord {
+	t.Helper()
+	recs := readRecords(t, c, topic)
+	out := make([]storedRecord, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, storedRecord{Key: string(r.Key), Value: string(r.Value), Partition: r.Partition, Offset: r.Offset})
+	}
+	return out
+}
+
+// readRecords returns every record the cluster stores for topic, as a
+// consumer reads it. It asks the cluster how many it holds (the sum of the
+// partitions' high watermarks) and consumes exactly that many, so
+// duplicates are seen and no wait is guessed.
+func readRecords(t testing.TB, c *kfake.Cluster, topic string) []*kgo.Record {
 	t.Helper()
 	var total int64
 	for _, pi := range c.PartitionInfos(topic) {
 		total += pi.HighWatermark - pi.LogStartOffset
 	}
-	out := make([]storedRecord, 0, total)
+	out := make([]*kgo.Record, 0, total)
 	if total == 0 {
 		return out
 	}
@@ -143,9 +156,7 @@ func readBack(t testing.TB, c *kfake.Cluster, topic string) []storedRecord {
 	for int64(len(out)) < total {
 		fs := cl.PollFetches(ctx)
 		require.NoError(t, ctx.Err(), "read %d of %d records", len(out), total)
-		fs.EachRecord(func(r *kgo.Record) {
-			out = append(out, storedRecord{Key: string(r.Key), Value: string(r.Value), Partition: r.Partition, Offset: r.Offset})
-		})
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, r) })
 	}
 	return out
 }

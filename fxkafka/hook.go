@@ -63,7 +63,8 @@ type HookProvision interface {
 }
 
 // HookRetire is called when the pool takes a producer out of use for good: found broken, closed
-// by [ProducerPool.Close], or an idle lease producer closed to free its slot for shared sends. It runs on the goroutine that retired the producer.
+// by [ProducerPool.Close], or an idle lease producer closed to free its slot for shared sends. It
+// runs on the goroutine that retired the producer.
 type HookRetire interface {
 	OnRetire(info RetireInfo)
 }

@@ -32,12 +32,8 @@ type pipeGauge struct {
 // 50 times the cost.
 const pipelineRatio = 10
 
-// observe takes the round trip and cost of one request.
-func (g *pipeGauge) observe(rtt, cost time.Duration) {
-	g.observeAt(time.Now().UnixNano(), rtt, cost)
-}
-
-// observeAt is observe at now, in unix nanoseconds.
+// observeAt takes the round trip and cost of one request, answered at now
+// (unix nanoseconds).
 func (g *pipeGauge) observeAt(now int64, rtt, cost time.Duration) {
 	r, c := g.rtt.add(now, int64(rtt)), g.cost.add(now, int64(cost))
 	g.piped.Store(c > 0 && r >= pipelineRatio*c)

@@ -29,7 +29,7 @@ func TestRequestsPipelineOnlyWhenTheRoundTripIsWellAboveTheirCost(t *testing.T) 
 		t.Run(tt.name, func(t *testing.T) {
 			var g pipeGauge
 			for range 10 {
-				g.observe(tt.rtt, tt.cost)
+				g.observeAt(time.Now().UnixNano(), tt.rtt, tt.cost)
 			}
 			assert.Equal(t, tt.want, g.pipelining())
 		})
@@ -38,11 +38,11 @@ func TestRequestsPipelineOnlyWhenTheRoundTripIsWellAboveTheirCost(t *testing.T) 
 
 func TestTheGaugeGoesByTheShortestRoundTripSeen(t *testing.T) {
 	var g pipeGauge
-	g.observe(5*time.Millisecond, 10*time.Microsecond)
+	g.observeAt(time.Now().UnixNano(), 5*time.Millisecond, 10*time.Microsecond)
 	require.True(t, g.pipelining())
 	// A queue on the broker makes round trips long; the floor seen decides.
-	g.observe(40*time.Microsecond, 10*time.Microsecond)
-	g.observe(9*time.Millisecond, 10*time.Microsecond)
+	g.observeAt(time.Now().UnixNano(), 40*time.Microsecond, 10*time.Microsecond)
+	g.observeAt(time.Now().UnixNano(), 9*time.Millisecond, 10*time.Microsecond)
 	assert.False(t, g.pipelining(), "the broker answers in 40 µs at best: it is near")
 }
 
@@ -166,7 +166,7 @@ func TestBrokersAtDifferentDistancesKeepTheirOwnDepth(t *testing.T) {
 
 func TestWithoutPipeliningAConnectionCarriesOneRequest(t *testing.T) {
 	var g pipeGauge
-	g.observe(50*time.Microsecond, 10*time.Microsecond)
+	g.observeAt(time.Now().UnixNano(), 50*time.Microsecond, 10*time.Microsecond)
 	require.False(t, g.pipelining())
 	var d depthGauge
 	assert.Equal(t, 1, d.limit(g.pipelining(), 16))

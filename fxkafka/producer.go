@@ -161,15 +161,10 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 	}
 	// Resolve every topic and partition before placing anything, so that
 	// a call is placed whole or not at all.
-	var last *topicState
 	for i, r := range recs {
-		ts := last
-		if ts == nil || ts.name != r.topic {
-			var err error
-			if ts, err = pr.topic(ctx, r.topic); err != nil {
-				return refusedIn(recs, i, err)
-			}
-			last = ts
+		ts, err := pr.topic(ctx, r.topic) // at once when it is the record before's
+		if err != nil {
+			return refusedIn(recs, i, err)
 		}
 		if err := pr.partition(ts, r, laneIdx >= 0); err != nil {
 			return refusedIn(recs, i, err)

@@ -17,17 +17,19 @@ import (
 )
 
 // countingHook counts send starts and ends by value ("" for none), records
-// the class of each end, and (if mutate) changes what it is given.
+// the class and the message's Timestamp of each end, and (if mutate)
+// changes what it is given.
 type countingHook struct {
 	mutate bool
 	mu     sync.Mutex
 	starts map[string]int
 	ends   map[string]int
 	class  map[string]string
+	stamps map[string]time.Time
 }
 
 func newCountingHook(mutate bool) *countingHook {
-	return &countingHook{mutate: mutate, starts: map[string]int{}, ends: map[string]int{}, class: map[string]string{}}
+	return &countingHook{mutate: mutate, starts: map[string]int{}, ends: map[string]int{}, class: map[string]string{}, stamps: map[string]time.Time{}}
 }
 
 func messageValue(m *sarama.ProducerMessage) string {
@@ -57,6 +59,7 @@ func (h *countingHook) OnSendEnd(_ context.Context, m *sarama.ProducerMessage, i
 	h.mu.Lock()
 	h.ends[v]++
 	h.class[v] = info.Class
+	h.stamps[v] = m.Timestamp
 	h.mu.Unlock()
 }
 

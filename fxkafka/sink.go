@@ -421,8 +421,9 @@ func (s *sink) run() (wakeAt time.Time) {
 }
 
 // requestBatchOverhead bounds what a batch adds to a produce request beside
-// its records: its header, its partition's and topic's fields.
-const requestBatchOverhead = 61 + 4 + 4 + 2 + 249
+// its records: its header, its size and partition, and its topic's name
+// (length and at most 249 bytes).
+const requestBatchOverhead = batchOverhead + 4 + 4 + 2 + 249
 
 // produceVersion is the ProduceRequest version sarama's own producer uses
 // for a Kafka version.
@@ -481,7 +482,8 @@ func (s *sink) send(batches []*batch) {
 		// On the broker's receiving goroutine: never call the broker here.
 		if err == nil {
 			if c := cost.Load(); c > 0 {
-				now, rtt := time.Now(), time.Since(start)
+				now := time.Now()
+				rtt := now.Sub(start)
 				pr.pipe.observeAt(now.UnixNano(), rtt, time.Duration(c))
 				s.depth.observeAt(now.UnixNano(), rtt, pr.pipe.pipelining(), pr.set.maxInFlight)
 			}

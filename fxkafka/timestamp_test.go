@@ -9,24 +9,16 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // storedTimestamps returns the timestamp the broker stored for each value
-// of topic, reading exactly as many records as it holds.
-func storedTimestamps(t *testing.T, addrs []string, n int) map[string]time.Time {
+// of topic.
+func storedTimestamps(t *testing.T, c *kfake.Cluster) map[string]time.Time {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	require.NoError(t, err)
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out := make(map[string]time.Time, n)
-	for len(out) < n {
-		fs := cl.PollFetches(ctx)
-		require.NoError(t, ctx.Err(), "read %d of %d records", len(out), n)
-		fs.EachRecord(func(r *kgo.Record) { out[string(r.Value)] = r.Timestamp })
+	out := map[string]time.Time{}
+	for _, r := range readRecords(t, c, topic) {
+		out[string(r.Value)] = r.Timestamp
 	}
 	return out
 }
@@ -74,7 +66,8 @@ func TestAMessageWithoutATimestampGetsTheTimeOfItsBatch(t *testing.T) {
 	to := time.Now()
 	require.Len(t, async, n)
 
-	stored := storedTimestamps(t, c.ListenAddrs(), n+2)
+	stored := storedTimestamps(t, c)
+	require.Len(t, stored, n+2)
 	assert.True(t, stored["given"].Equal(given), "stored %v, given %v", stored["given"], given)
 	assert.True(t, stored["sync"].Equal(sync1.Timestamp.Truncate(time.Millisecond)), "stored %v, told %v", stored["sync"], sync1.Timestamp)
 	for v, ts := range async {
@@ -106,24 +99,10 @@ func TestTheMessagesOfOneBatchShareOneClockRead(t *testing.T) {
 	assert.Len(t, stamps, 1, "one key, one batch, one timestamp: %v", stamps)
 }
 
-// stampHook records the Timestamp of each message OnSendEnd sees.
-type stampHook struct {
-	mu  sync.Mutex
-	got map[string]time.Time
-}
-
-func (h *stampHook) OnSendEnd(_ context.Context, m *sarama.ProducerMessage, info SendInfo) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if info.Err == nil {
-		h.got[string(m.Value.(sarama.StringEncoder))] = m.Timestamp
-	}
-}
-
 func TestTheSendEndHookSeesTheTimestampTheCallerGets(t *testing.T) {
 	checkLeaks(t)
 	c := startBroker(t, "", topic)
-	h := &stampHook{got: map[string]time.Time{}}
+	h := newCountingHook(false)
 	p := newTestPool(t, testConfig(c.ListenAddrs()...), WithHook(h))
 	m := &sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder("x")}
 	_, _, err := p.SendMessage(context.Background(), m)
@@ -131,5 +110,5 @@ func TestTheSendEndHookSeesTheTimestampTheCallerGets(t *testing.T) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	require.False(t, m.Timestamp.IsZero())
-	assert.True(t, h.got["x"].Equal(m.Timestamp), "the hook saw %v, the caller %v", h.got["x"], m.Timestamp)
+	assert.True(t, h.stamps["x"].Equal(m.Timestamp), "the hook saw %v, the caller %v", h.stamps["x"], m.Timestamp)
 }

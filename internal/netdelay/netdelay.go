@@ -226,7 +226,7 @@ func (realClock) newTimer() timer {
 
 // goTimer waits with the Go runtime's timers. An idle Go process wakes for
 // them at its poller's granularity, a whole millisecond on Linux: a 300 µs
-// wait takes about 1.05 ms there, a 1.3 ms one 2.2 ms (BenchmarkTimerLateness),
+// wait took about 1.1 ms here, a 1.3 ms one 2.2 ms (BenchmarkTimerLateness),
 // which would add up to a millisecond to a delay the line promises.
 type goTimer struct{}
 

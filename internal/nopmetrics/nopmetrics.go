@@ -14,13 +14,26 @@ type Registry struct{}
 
 var _ metrics.Registry = Registry{}
 
-func (Registry) Each(func(string, any))            {}
-func (Registry) Get(string) any                    { return nil }
+// Each calls nothing: the registry holds no metric.
+func (Registry) Each(func(string, any)) {}
+
+// Get returns nil: the registry holds no metric.
+func (Registry) Get(string) any { return nil }
+
+// GetAll returns nil: the registry holds no metric.
 func (Registry) GetAll() map[string]map[string]any { return nil }
-func (Registry) Register(string, any) error        { return nil }
-func (Registry) RunHealthchecks()                  {}
-func (Registry) Unregister(string)                 {}
-func (Registry) UnregisterAll()                    {}
+
+// Register keeps nothing.
+func (Registry) Register(string, any) error { return nil }
+
+// RunHealthchecks has none to run.
+func (Registry) RunHealthchecks() {}
+
+// Unregister has nothing to remove.
+func (Registry) Unregister(string) {}
+
+// UnregisterAll has nothing to remove.
+func (Registry) UnregisterAll() {}
 
 // GetOrRegister returns the nil metric of the kind the constructor i
 // makes; a metric value rather than a constructor is handed back unused.
