@@ -105,6 +105,7 @@ func (pr *producer) settle(b *batch, block *sarama.ProduceResponseBlock, reqErr 
 			}
 		}
 		fin.groups = append(fin.groups, b.recs)
+		b.recycle()
 		if lp.retry != nil || len(lp.pending) > 0 {
 			fin.ready = append(fin.ready, ps)
 		}

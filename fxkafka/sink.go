@@ -56,6 +56,7 @@ type batch struct {
 	attempts     int
 	maybeWritten bool // an attempt's outcome is unknown: it may be stored
 	rb           *sarama.RecordBatch
+	encoded      []byte // rb's records as the pool encoded them, recycled once the broker stores them
 	set          *sarama.MessageSet
 }
 
@@ -535,17 +536,29 @@ func (b *batch) recordBatch(pr *producer) *sarama.RecordBatch {
 		ProducerEpoch:    -1,
 		FirstSequence:    -1,
 		IsTransactional:  pr.txnID != "",
-		Records:          make([]*sarama.Record, len(b.recs)),
 		LastOffsetDelta:  int32(len(b.recs) - 1),
 	}
 	maxTS := first
-	for i, r := range b.recs {
-		r.rec.OffsetDelta = int64(i)
-		r.rec.TimestampDelta = r.ts.Sub(first)
-		if r.ts.After(maxTS) {
-			maxTS = r.ts
+	if pr.set.codec == sarama.CompressionNone && encodedRecords.ok {
+		buf := getRecordsBuf(b.bytes)
+		for i, r := range b.recs {
+			buf = appendRecord(buf, &r.rec, int64(i), r.ts.Sub(first))
+			if r.ts.After(maxTS) {
+				maxTS = r.ts
+			}
 		}
-		rb.Records[i] = &r.rec
+		encodedRecords.set(rb, buf, len(b.recs))
+		b.encoded = buf
+	} else {
+		rb.Records = make([]*sarama.Record, len(b.recs))
+		for i, r := range b.recs {
+			r.rec.OffsetDelta = int64(i)
+			r.rec.TimestampDelta = r.ts.Sub(first)
+			if r.ts.After(maxTS) {
+				maxTS = r.ts
+			}
+			rb.Records[i] = &r.rec
+		}
 	}
 	if first.After(maxTS) {
 		maxTS = first
