@@ -41,13 +41,15 @@ func BenchmarkSend(b *testing.B) {
 }
 
 // BenchmarkProduce is the asynchronous peers of the pool's Produce: one
-// goroutine hands b.N messages to franz-go's Produce (idempotent and not)
+// goroutine hands b.N messages to franz-go's Produce (idempotent and not;
+// with its default codec, snappy, and uncompressed like the pool's default)
 // or to a sarama AsyncProducer (idempotent and not), then flushes, at 0 and
 // 5 ms of round trip. It reports msgs/s and the peak heap.
 // BenchmarkProducePool is the pool's side.
 func BenchmarkProduce(b *testing.B) {
 	benchkit.Produce(b, "kfake", benchkit.Kfake, produceRTTs,
 		benchkit.FranzAsync(false), benchkit.FranzAsync(true),
+		benchkit.FranzAsyncUncompressed(false), benchkit.FranzAsyncUncompressed(true),
 		benchkit.SaramaAsync(false), benchkit.SaramaAsync(true),
 	)
 }

@@ -40,10 +40,24 @@ func FranzSync(idempotent bool) SendImpl {
 }
 
 // FranzAsync is a franz-go client driven by Produce with a promise, then
-// Flush: franz-go's defaults (buffer of 50,000 records), idempotent or not.
+// Flush: franz-go's defaults (buffer of 50,000 records, snappy), idempotent
+// or not.
 func FranzAsync(idempotent bool) ProduceImpl {
-	return ProduceImpl{Name: franzName(idempotent), New: func(tb testing.TB, tgt Target) Producer {
-		cl := franzClient(tb, tgt, idempotent)
+	return franzAsync(franzName(idempotent), idempotent)
+}
+
+// FranzAsyncUncompressed is [FranzAsync] with franz-go's batches left
+// uncompressed, as the pool's are by default: the like-for-like peer.
+// [Value] is zeros, which snappy shrinks to almost nothing, so with its
+// default codec franz-go writes, and kfake reads, a small fraction of the
+// pool's bytes.
+func FranzAsyncUncompressed(idempotent bool) ProduceImpl {
+	return franzAsync(franzName(idempotent)+"-uncompressed", idempotent, kgo.ProducerBatchCompression(kgo.NoCompression()))
+}
+
+func franzAsync(name string, idempotent bool, opts ...kgo.Opt) ProduceImpl {
+	return ProduceImpl{Name: name, New: func(tb testing.TB, tgt Target) Producer {
+		cl := franzClient(tb, tgt, idempotent, opts...)
 		ctx := context.Background()
 		var failed Failures
 		promise := func(_ *kgo.Record, err error) {
@@ -70,8 +84,9 @@ func franzName(idempotent bool) string {
 	return "franz-go"
 }
 
-func franzClient(tb testing.TB, tgt Target, idempotent bool) *kgo.Client {
+func franzClient(tb testing.TB, tgt Target, idempotent bool, extra ...kgo.Opt) *kgo.Client {
 	opts := append([]kgo.Opt{kgo.SeedBrokers(tgt.Addrs...), kgo.RequiredAcks(kgo.AllISRAcks())}, tgt.KgoOpts...)
+	opts = append(opts, extra...)
 	if !idempotent {
 		opts = append(opts, kgo.DisableIdempotentWrite())
 	}
