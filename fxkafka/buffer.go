@@ -24,11 +24,13 @@ type buffer struct {
 	waiters atomic.Int32  // Produce calls waiting for space (written under mu, read by the sinks)
 	big     int           // Produce calls waiting with a message larger than maxBytes
 	freed   chan struct{} // closed and replaced when space frees and someone waits
+	epoch   *flushEpoch   // the flush epoch a message reserving space now joins
 }
 
 func (b *buffer) init(maxMsgs, maxBytes int, starving func()) {
 	b.maxMsgs, b.maxBytes, b.starving = maxMsgs, maxBytes, starving
 	b.freed = make(chan struct{})
+	b.epoch = newFlushEpoch(nil)
 }
 
 // starved reports whether a Produce waits for space: then nothing lingers.
@@ -40,7 +42,8 @@ func (b *buffer) count() int {
 	return b.msgs
 }
 
-// reserve takes space for r, waiting as long as ctx allows. A message
+// reserve takes space for r, waiting as long as ctx allows, and counts it
+// in the current flush epoch (r.epoch). A message
 // larger than the whole byte limit is let through alone, when the buffer is
 // empty, rather than never; from the moment one waits until it is let in
 // (or gives up), no other message is, so that the buffer does empty.
@@ -68,6 +71,8 @@ func (b *buffer) reserve(ctx context.Context, r *record, closing <-chan struct{}
 		if fits {
 			b.msgs++
 			b.bytes += r.size
+			r.epoch = b.epoch
+			r.epoch.n++
 			b.mu.Unlock()
 			return nil
 		}
@@ -98,12 +103,14 @@ func (b *buffer) reserve(ctx context.Context, r *record, closing <-chan struct{}
 	}
 }
 
-func (b *buffer) release(r *record) { b.releaseN(1, r.size) }
+func (b *buffer) release(r *record) { b.releaseN(r.epoch, 1, r.size) }
 
-func (b *buffer) releaseN(msgs, bytes int) {
+// releaseN frees the space of msgs messages of bytes, all of epoch e.
+func (b *buffer) releaseN(e *flushEpoch, msgs, bytes int) {
 	b.mu.Lock()
 	b.msgs -= msgs
 	b.bytes -= bytes
+	e.doneLocked(int64(msgs))
 	if b.waiters.Load() > 0 {
 		b.wakeLocked()
 	}
@@ -123,61 +130,41 @@ func (b *buffer) wakeAll() {
 	b.mu.Unlock()
 }
 
-// flushTracker counts Produce's messages by flush epoch: Flush closes the
-// current epoch and waits until no message of it or an earlier one
-// remains. A message costs one atomic add on its epoch each way.
-type flushTracker struct {
-	mu  sync.Mutex // serialises cut
-	cur atomic.Pointer[flushEpoch]
-}
-
 // flushEpoch is the messages Produce accepted between two Flush calls.
+// Flush closes the current epoch and waits until no message of it or an
+// earlier one remains. The epoch is counted under the buffer's lock, which
+// a message takes anyway to reserve its space and to free it.
 type flushEpoch struct {
-	n    atomic.Int64               // messages not yet done, plus 1 while the epoch is current
+	n    int64                      // under buffer.mu: messages not yet done, plus 1 while the epoch is current
 	done chan struct{}              // closed when n reaches 0
 	prev atomic.Pointer[flushEpoch] // the epoch before; nil once everything before is done
 }
 
 func newFlushEpoch(prev *flushEpoch) *flushEpoch {
-	e := &flushEpoch{done: make(chan struct{})}
-	e.n.Store(1)
+	e := &flushEpoch{n: 1, done: make(chan struct{})}
 	e.prev.Store(prev)
 	return e
 }
 
-func (f *flushTracker) init() { f.cur.Store(newFlushEpoch(nil)) }
-
-// add counts a message in the current epoch.
-func (f *flushTracker) add() *flushEpoch {
-	for {
-		e := f.cur.Load()
-		// An epoch at 0 is closed and done; cut has made another current.
-		if v := e.n.Load(); v > 0 && e.n.CompareAndSwap(v, v+1) {
-			return e
-		}
-	}
-}
-
-func (f *flushTracker) done(e *flushEpoch) { f.doneN(e, 1) }
-
-func (f *flushTracker) doneN(e *flushEpoch, n int64) {
-	if e.n.Add(-n) == 0 {
+// doneLocked takes n messages off e. b.mu is held.
+func (e *flushEpoch) doneLocked(n int64) {
+	if e.n -= n; e.n == 0 {
 		close(e.done)
 	}
 }
 
-// cut starts a new epoch and returns the one it closed.
-func (f *flushTracker) cut() *flushEpoch {
-	f.mu.Lock()
-	old := f.cur.Load()
-	f.cur.Store(newFlushEpoch(old))
-	f.mu.Unlock()
-	f.done(old) // the reference it held while current
+// cut starts a new flush epoch and returns the one it closed.
+func (b *buffer) cut() *flushEpoch {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := b.epoch
+	b.epoch = newFlushEpoch(old)
+	old.doneLocked(1) // the reference it held while current
 	return old
 }
 
-// wait waits until e and every epoch before it are done.
-func (f *flushTracker) wait(ctx context.Context, e *flushEpoch) error {
+// waitFlushed waits until e and every epoch before it are done.
+func waitFlushed(ctx context.Context, e *flushEpoch) error {
 	for ep := e; ep != nil; ep = ep.prev.Load() {
 		select {
 		case <-ep.done:

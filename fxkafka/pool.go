@@ -69,7 +69,6 @@ type ProducerPool struct {
 	// The rest guard themselves (their own locks, or atomics).
 
 	buf      buffer
-	flushes  flushTracker
 	flushing atomic.Int32 // > 0: Flush calls waiting: no producer lingers
 	promises promiseRunner
 
@@ -123,7 +122,6 @@ func New(cfg Config, opts ...Option) (*ProducerPool, error) {
 		}
 	}
 	p.buf.init(p.set.maxBufferedMessages, p.set.maxBufferedBytes, starving)
-	p.flushes.init()
 	p.promises.init(p)
 	p.shared.Store(&[]*producer{})
 	return p, nil

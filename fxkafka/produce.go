@@ -71,7 +71,6 @@ func (p *ProducerPool) Produce(ctx context.Context, msg *sarama.ProducerMessage,
 		return
 	}
 	r.buffered = true
-	r.epoch = p.flushes.add()
 	if err := ctx.Err(); err != nil {
 		fail(unavailable(err))
 		return
@@ -88,7 +87,7 @@ func (p *ProducerPool) Produce(ctx context.Context, msg *sarama.ProducerMessage,
 // Messages produced during Flush are not waited for. On a closed pool
 // Flush waits like on an open one.
 func (p *ProducerPool) Flush(ctx context.Context) error {
-	e := p.flushes.cut()
+	e := p.buf.cut()
 	// Pool-wide, so that a producer provisioned while Flush waits (for a
 	// Produce still waiting for its first producer) does not linger either.
 	p.flushing.Add(1)
@@ -96,7 +95,7 @@ func (p *ProducerPool) Flush(ctx context.Context) error {
 	for _, pr := range p.allProducers() {
 		pr.wakeAll()
 	}
-	return p.flushes.wait(ctx, e)
+	return waitFlushed(ctx, e)
 }
 
 // allProducers returns every producer the pool holds now.
@@ -117,6 +116,5 @@ func (p *ProducerPool) unbuffer(r *record) {
 	if r.buffered {
 		r.buffered = false
 		p.buf.release(r)
-		p.flushes.done(r.epoch)
 	}
 }

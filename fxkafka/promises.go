@@ -123,28 +123,23 @@ func (pr *promiseRunner) callAll(recs []*record) {
 	p := pr.p
 	var msgs, bytes int
 	var epoch *flushEpoch
-	var inEpoch int64
 	for _, r := range recs {
 		if !r.buffered {
 			r.release()
 			continue
 		}
+		if r.epoch != epoch {
+			if msgs > 0 {
+				p.buf.releaseN(epoch, msgs, bytes)
+			}
+			epoch, msgs, bytes = r.epoch, 0, 0
+		}
 		msgs++
 		bytes += r.size
-		if r.epoch != epoch {
-			if epoch != nil {
-				p.flushes.doneN(epoch, inEpoch)
-			}
-			epoch, inEpoch = r.epoch, 0
-		}
-		inEpoch++
 		r.release()
 	}
 	if msgs > 0 {
-		p.buf.releaseN(msgs, bytes)
-	}
-	if epoch != nil {
-		p.flushes.doneN(epoch, inEpoch)
+		p.buf.releaseN(epoch, msgs, bytes)
 	}
 }
 
