@@ -192,8 +192,9 @@ func (p *ProducerPool) fill(r *record, m *sarama.ProducerMessage) error {
 	r.topic = m.Topic
 	r.partition = m.Partition
 	r.ts = m.Timestamp // if zero, cut stamps the record once for its batch
-	r.size = p.recordSize(&r.rec, 5)
-	if alone := p.recordSize(&r.rec, 1) + p.batchHeader(); alone > p.set.maxMessageBytes {
+	size, alone := p.recordSizes(&r.rec)
+	r.size = size
+	if alone += p.batchHeader(); alone > p.set.maxMessageBytes {
 		return invalid(fmt.Sprintf("message of %d bytes (as the broker counts it, with its batch header) exceeds MaxMessageBytes (%d)", alone, p.set.maxMessageBytes))
 	}
 	r.offset, r.err = -1, nil
@@ -229,25 +230,28 @@ func (p *ProducerPool) batchHeader() int {
 	return 0
 }
 
-// recordSize is the bytes r adds to a batch. For a record batch it is the
-// record's exact encoding with offset and timestamp deltas of deltaBytes
-// each: 1 for a record alone in a batch (what the broker counts against
-// max.message.bytes), 5 to bound them in any batch the pool builds.
-func (p *ProducerPool) recordSize(r *sarama.Record, deltaBytes int) int {
+// recordSizes returns the bytes r adds to a batch: inBatch bounds it in
+// any batch the pool builds (offset and timestamp deltas of up to 5 bytes
+// each), alone is its exact encoding alone in a batch (deltas of 1 byte
+// each: what the broker counts against max.message.bytes). For the legacy
+// message set the two are the same.
+func (p *ProducerPool) recordSizes(r *sarama.Record) (inBatch, alone int) {
 	if !p.set.version.IsAtLeast(sarama.V0_11_0_0) {
 		n := legacyEntryV0
 		if p.set.version.IsAtLeast(sarama.V0_10_0_0) {
 			n = legacyEntryV1
 		}
-		return n + len(r.Key) + len(r.Value)
+		n += len(r.Key) + len(r.Value)
+		return n, n
 	}
-	body := 1 + 2*deltaBytes // attributes, timestamp delta, offset delta
+	body := 1 // attributes; the deltas are added below
 	body += varbytesLen(r.Key) + varbytesLen(r.Value)
 	body += varintLen(int64(len(r.Headers)))
 	for _, h := range r.Headers {
 		body += varbytesLen(h.Key) + varbytesLen(h.Value)
 	}
-	return varintLen(int64(body)) + body
+	in, one := body+2*5, body+2*1
+	return varintLen(int64(in)) + in, varintLen(int64(one)) + one
 }
 
 // varintLen is the length of v as a zig-zag varint.

@@ -199,16 +199,20 @@ func (lp *lanePart) cut(pr *producer, ps *partState, lane int) *batch {
 		limit = min(limit, ps.maxBatch)
 	}
 	b := &batch{ps: ps, lane: lane}
-	// Room for the records that fit, counted first (withdrawn ones too, so
-	// it is an estimate): growing the slice record by record cost more than
-	// the count.
-	want, bytes := 0, 0
-	for _, r := range lp.pending {
-		if !lp.fits(want, bytes, r.size, limit) {
-			break
+	// Room for the records that fit (withdrawn ones too, so it is an
+	// estimate): growing the slice record by record cost more than
+	// counting them first, which is needed only when not all fit.
+	want := len(lp.pending)
+	if lp.pendingBytes > limit || lp.splitLimit > 0 {
+		want = 0
+		bytes := 0
+		for _, r := range lp.pending {
+			if !lp.fits(want, bytes, r.size, limit) {
+				break
+			}
+			want++
+			bytes += r.size
 		}
-		want++
-		bytes += r.size
 	}
 	b.recs = make([]*record, 0, want)
 	n := 0
