@@ -158,6 +158,11 @@ func (p *ProducerPool) fill(r *record, m *sarama.ProducerMessage) error {
 		}
 	}
 	buf := append(append(r.buf[:0], key...), value...)
+	if buf == nil {
+		// An empty key or value must stay empty, not become null (a null
+		// value is a tombstone): slices of a nil buffer are nil.
+		buf = []byte{}
+	}
 	r.buf = buf
 	r.rec = sarama.Record{}
 	if key != nil {

@@ -1,6 +1,7 @@
 package fxkafka
 
 import (
+	"context"
 	"errors"
 	"reflect"
 	"testing"
@@ -103,4 +104,55 @@ func TestAResetRecordIsReusedAsNew(t *testing.T) {
 		r.reset()
 		require.Zero(t, r.hdrs[:1][0], "a kept header would pin the last message's header bytes")
 	})
+}
+
+// TestAnEmptyKeyOrValueStaysEmpty checks that a key or value of zero bytes
+// is stored as empty, not as null (a null value is a tombstone), for a new
+// record as for a recycled one, and that nil ones stay null.
+func TestAnEmptyKeyOrValueStaysEmpty(t *testing.T) {
+	checkLeaks(t)
+	c := startBroker(t, "", topic)
+	p := newTestPool(t, testConfig(c.ListenAddrs()...))
+
+	// A new record, whose buffer is nil: what a send takes when the
+	// garbage collector has emptied the records kept for reuse.
+	r := new(record)
+	require.NoError(t, p.fill(r, &sarama.ProducerMessage{Topic: topic, Key: sarama.ByteEncoder{}, Value: sarama.ByteEncoder{}}))
+	require.NotNil(t, r.rec.Key, "an empty key became null")
+	require.NotNil(t, r.rec.Value, "an empty value became null")
+	require.Empty(t, r.rec.Key)
+	require.Empty(t, r.rec.Value)
+	r = new(record)
+	require.NoError(t, p.fill(r, &sarama.ProducerMessage{Topic: topic}))
+	require.Nil(t, r.rec.Key)
+	require.Nil(t, r.rec.Value)
+
+	ctx := context.Background()
+	sends := []*sarama.ProducerMessage{
+		{Topic: topic, Key: sarama.ByteEncoder{}, Value: sarama.ByteEncoder{}},
+		{Topic: topic, Key: sarama.StringEncoder(""), Value: sarama.StringEncoder("")},
+		{Topic: topic},
+	}
+	for _, m := range sends {
+		_, _, err := p.SendMessage(ctx, m)
+		require.NoError(t, err)
+	}
+	// The partitions hold them in any order: count each kind.
+	var emptyKeys, emptyValues, nullKeys, nullValues int
+	for _, rec := range readRecords(t, c, topic) {
+		require.Empty(t, rec.Key)
+		require.Empty(t, rec.Value)
+		if rec.Key == nil {
+			nullKeys++
+		} else {
+			emptyKeys++
+		}
+		if rec.Value == nil {
+			nullValues++
+		} else {
+			emptyValues++
+		}
+	}
+	require.Equal(t, [4]int{2, 2, 1, 1}, [4]int{emptyKeys, emptyValues, nullKeys, nullValues},
+		"empty keys, empty values, null keys, null values")
 }
