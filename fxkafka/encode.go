@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"reflect"
 	"sync"
-	"time"
 	"unsafe"
 
 	"github.com/IBM/sarama"
@@ -90,9 +89,10 @@ func putRecordsBuf(b []byte) {
 }
 
 // appendRecord appends r's encoding in a record batch (magic 2), with its
-// offset and timestamp deltas, exactly as sarama's Record.encode writes it.
-func appendRecord(buf []byte, r *sarama.Record, offsetDelta int64, tsDelta time.Duration) []byte {
-	ts := int64(tsDelta / time.Millisecond)
+// offset delta and its timestamp delta in milliseconds (tsDeltaMillis),
+// exactly as sarama's Record.encode writes it.
+func appendRecord(buf []byte, r *sarama.Record, offsetDelta, tsDeltaMillis int64) []byte {
+	ts := tsDeltaMillis
 	body := 1 + varintLen(ts) + varintLen(offsetDelta) +
 		varbytesLen(r.Key) + varbytesLen(r.Value) + varintLen(int64(len(r.Headers)))
 	for _, h := range r.Headers {

@@ -87,13 +87,13 @@ func TestThePoolEncodesRecordsAsSaramaDoes(t *testing.T) {
 	theirs := batch()
 	for i := range recs {
 		r := &recs[i].r
-		r.OffsetDelta, r.TimestampDelta = int64(i), recs[i].ts.Sub(first)
+		r.OffsetDelta, r.TimestampDelta = int64(i), time.Duration(millisAfter(recs[i].ts, first))*time.Millisecond
 		theirs.Records = append(theirs.Records, r)
 	}
 	ours := batch()
 	var raw []byte
 	for i := range recs {
-		raw = appendRecord(raw, &sarama.Record{Key: recs[i].r.Key, Value: recs[i].r.Value, Headers: recs[i].r.Headers}, int64(i), recs[i].ts.Sub(first))
+		raw = appendRecord(raw, &sarama.Record{Key: recs[i].r.Key, Value: recs[i].r.Value, Headers: recs[i].r.Headers}, int64(i), millisAfter(recs[i].ts, first))
 	}
 	encodedRecords.set(ours, raw, len(recs))
 

@@ -546,7 +546,7 @@ func (b *batch) recordBatch(pr *producer) *sarama.RecordBatch {
 	if pr.set.codec == sarama.CompressionNone && encodedRecords.ok {
 		buf := getRecordsBuf(b.bytes)
 		for i, r := range b.recs {
-			buf = appendRecord(buf, &r.rec, int64(i), r.ts.Sub(first))
+			buf = appendRecord(buf, &r.rec, int64(i), millisAfter(r.ts, first))
 			if r.ts.After(maxTS) {
 				maxTS = r.ts
 			}
@@ -557,7 +557,7 @@ func (b *batch) recordBatch(pr *producer) *sarama.RecordBatch {
 		rb.Records = make([]*sarama.Record, len(b.recs))
 		for i, r := range b.recs {
 			r.rec.OffsetDelta = int64(i)
-			r.rec.TimestampDelta = r.ts.Sub(first)
+			r.rec.TimestampDelta = time.Duration(millisAfter(r.ts, first)) * time.Millisecond
 			if r.ts.After(maxTS) {
 				maxTS = r.ts
 			}
@@ -575,6 +575,14 @@ func (b *batch) recordBatch(pr *producer) *sarama.RecordBatch {
 	b.rb = rb
 	return rb
 }
+
+// millisAfter is how many milliseconds the record stamped t is stored
+// after the batch's first timestamp: the difference of the two as the batch
+// stores them (whole milliseconds since the epoch), so that each record
+// keeps its own millisecond whatever the first record's sub-millisecond
+// part (the difference of the times, rounded, is a millisecond short when
+// the first is later in its millisecond than t is in its own).
+func millisAfter(t, first time.Time) int64 { return t.UnixMilli() - first.UnixMilli() }
 
 // messageSet is the batch in the message format of brokers before 0.11,
 // uncompressed (Validate refuses compression on those versions).

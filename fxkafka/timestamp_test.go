@@ -112,3 +112,39 @@ func TestTheSendEndHookSeesTheTimestampTheCallerGets(t *testing.T) {
 	require.False(t, m.Timestamp.IsZero())
 	assert.True(t, h.stamps["x"].Equal(m.Timestamp), "the hook saw %v, the caller %v", h.stamps["x"], m.Timestamp)
 }
+
+// TestEveryMessageOfABatchKeepsItsOwnMillisecond sends, in one batch, a
+// first message stamped half a millisecond into its millisecond and later
+// and earlier ones stamped on a millisecond: each is stored at its own
+// millisecond (a delta taken between the exact times and then truncated
+// stored the later one a millisecond early, the earlier one a millisecond
+// late).
+func TestEveryMessageOfABatchKeepsItsOwnMillisecond(t *testing.T) {
+	checkLeaks(t)
+	c := startBroker(t, "", topic)
+	cfg := testConfig(c.ListenAddrs()...)
+	cfg.Linger = time.Hour // one batch, sent at Flush
+	p := newTestPool(t, cfg)
+	ctx := context.Background()
+	stamps := []time.Time{
+		time.Unix(0, 1_700_000_000_000_500_000), // first of the batch, not on a millisecond
+		time.UnixMilli(1_700_000_001_000),       // after it, on a millisecond
+		time.UnixMilli(1_699_999_999_000),       // before it, on a millisecond
+		time.Unix(0, 1_700_000_000_000_900_000), // in the first's millisecond
+	}
+	done := make(chan error, len(stamps))
+	for i, at := range stamps {
+		p.Produce(ctx, &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder(value(i)), Timestamp: at},
+			func(_ *sarama.ProducerMessage, err error) { done <- err })
+	}
+	require.NoError(t, p.Flush(ctx))
+	for range stamps {
+		require.NoError(t, <-done)
+	}
+	recs := readRecords(t, c, topic)
+	require.Len(t, recs, len(stamps))
+	for i, r := range recs {
+		require.Equal(t, value(i), string(r.Value))
+		require.Equal(t, stamps[i].UnixMilli(), r.Timestamp.UnixMilli(), "message %d", i)
+	}
+}
