@@ -43,10 +43,10 @@ func (b *buffer) count() int {
 }
 
 // reserve takes space for r, waiting as long as ctx allows, and counts it
-// in the current flush epoch (r.epoch). A message
-// larger than the whole byte limit is let through alone, when the buffer is
-// empty, rather than never; from the moment one waits until it is let in
-// (or gives up), no other message is, so that the buffer does empty.
+// in the current flush epoch (r.epoch). A message larger than the whole
+// byte limit is let through alone, when the buffer is empty, rather than
+// never; from the moment one waits until it is let in (or gives up), no
+// other message is, so that the buffer does empty.
 func (b *buffer) reserve(ctx context.Context, r *record, closing <-chan struct{}) error {
 	isBig := r.size > b.maxBytes
 	waitedBig := false
@@ -110,7 +110,7 @@ func (b *buffer) releaseN(e *flushEpoch, msgs, bytes int) {
 	b.mu.Lock()
 	b.msgs -= msgs
 	b.bytes -= bytes
-	e.doneLocked(int64(msgs))
+	e.doneLocked(msgs)
 	if b.waiters.Load() > 0 {
 		b.wakeLocked()
 	}
@@ -135,7 +135,7 @@ func (b *buffer) wakeAll() {
 // earlier one remains. The epoch is counted under the buffer's lock, which
 // a message takes anyway to reserve its space and to free it.
 type flushEpoch struct {
-	n    int64                      // under buffer.mu: messages not yet done, plus 1 while the epoch is current
+	n    int                        // under buffer.mu: messages not yet done, plus 1 while the epoch is current
 	done chan struct{}              // closed when n reaches 0
 	prev atomic.Pointer[flushEpoch] // the epoch before; nil once everything before is done
 }
@@ -147,7 +147,7 @@ func newFlushEpoch(prev *flushEpoch) *flushEpoch {
 }
 
 // doneLocked takes n messages off e. b.mu is held.
-func (e *flushEpoch) doneLocked(n int64) {
+func (e *flushEpoch) doneLocked(n int) {
 	if e.n -= n; e.n == 0 {
 		close(e.done)
 	}

@@ -12,7 +12,7 @@ import (
 // The pool encodes an uncompressed batch's records itself, in one pass into
 // a buffer it recycles, and hands sarama the bytes. Sarama's own path
 // encodes every record twice (once to measure, once to write) into a fresh
-// buffer per request, which it then copies into the request: at 0 ms of
+// buffer per batch, which it then copies into the request: at 0 ms of
 // round trip, with one goroutine producing, the two passes were a tenth of
 // the whole process's CPU and the buffer a fifth of the bytes it allocated.
 //
@@ -26,11 +26,13 @@ import (
 // fast path and checks its bytes against sarama's).
 var encodedRecords = findEncodedRecords()
 
+// encodedRecordsFields is where sarama.RecordBatch keeps encoded records,
+// and the shared placeholders a pool-encoded batch counts its records by.
 type encodedRecordsFields struct {
-	ok           bool
-	raw, rawLen  uintptr // offsets of compressedRecords and recordsLen
-	nilRecordsMu sync.Mutex
-	nilRecords   []*sarama.Record // shared, never written: only its length is read
+	ok          bool
+	raw, rawLen uintptr          // offsets of compressedRecords and recordsLen
+	mu          sync.Mutex       // protects following
+	nilRecords  []*sarama.Record // shared, never written: only its length is read
 }
 
 func findEncodedRecords() *encodedRecordsFields {
@@ -58,8 +60,8 @@ func (f *encodedRecordsFields) set(rb *sarama.RecordBatch, raw []byte, n int) {
 // placeholders is a slice of n nil records, shared by every batch: sarama
 // reads only its length once the records are encoded.
 func (f *encodedRecordsFields) placeholders(n int) []*sarama.Record {
-	f.nilRecordsMu.Lock()
-	defer f.nilRecordsMu.Unlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if len(f.nilRecords) < n {
 		f.nilRecords = make([]*sarama.Record, max(n, 2*len(f.nilRecords), 1024))
 	}
@@ -81,18 +83,22 @@ func getRecordsBuf(size int) []byte {
 }
 
 func putRecordsBuf(b []byte) {
-	if cap(b) == 0 || cap(b) > maxPooledRecordsBuf {
+	if !poolable(b) {
 		return
 	}
 	b = b[:0]
 	recordsBufPool.Put(&b)
 }
 
-// appendRecord appends r's encoding in a record batch (magic 2), with its
-// offset delta and its timestamp delta in milliseconds (tsDeltaMillis),
-// exactly as sarama's Record.encode writes it.
-func appendRecord(buf []byte, r *sarama.Record, offsetDelta, tsDeltaMillis int64) []byte {
-	ts := tsDeltaMillis
+// poolable reports whether b is worth keeping for another batch.
+func poolable(b []byte) bool { return cap(b) > 0 && cap(b) <= maxPooledRecordsBuf }
+
+// appendRecord appends r's encoding in a record batch (magic 2) with the
+// offset delta and timestamp delta (in milliseconds) given, byte for byte
+// what sarama's Record.encode writes for r with those deltas and no
+// attributes (a record's attributes are unused in magic 2): r's own
+// Attributes, OffsetDelta and TimestampDelta are not read.
+func appendRecord(buf []byte, r *sarama.Record, offsetDelta, ts int64) []byte {
 	body := 1 + varintLen(ts) + varintLen(offsetDelta) +
 		varbytesLen(r.Key) + varbytesLen(r.Value) + varintLen(int64(len(r.Headers)))
 	for _, h := range r.Headers {

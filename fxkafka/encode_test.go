@@ -2,15 +2,20 @@ package fxkafka
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"go.fxkafka.dev/internal/nopmetrics"
 )
@@ -139,6 +144,71 @@ func TestAnAcknowledgedBatchRecyclesItsBuffer(t *testing.T) {
 	require.Equal(t, 1<<16, cap(got))
 	require.Empty(t, got)
 
-	putRecordsBuf(make([]byte, 0, maxPooledRecordsBuf+1))
-	require.LessOrEqual(t, cap(getRecordsBuf(1)), maxPooledRecordsBuf)
+	require.True(t, poolable(make([]byte, 0, maxPooledRecordsBuf)))
+	require.False(t, poolable(make([]byte, 0, maxPooledRecordsBuf+1)), "a huge batch's buffer must not stay pinned")
+	require.False(t, poolable(nil))
+}
+
+// TestARetriedBatchSendsTheSameBytes refuses a batch once with a retriable
+// error and, while its retry waits, sends other batches through the pool,
+// so that its buffer, had it been recycled then, would be reused and
+// overwritten: the retry's records are byte for byte the first attempt's,
+// and what the broker stores is what was sent.
+func TestARetriedBatchSendsTheSameBytes(t *testing.T) {
+	checkLeaks(t)
+	const other = "other-topic"
+	c, err := kfake.NewCluster(kfake.SeedTopics(1, topic, other))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	var mu sync.Mutex
+	var attempts [][]byte // the records of each attempt of the batch to topic
+	refused := make(chan struct{})
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		for _, rt := range req.(*kmsg.ProduceRequest).Topics {
+			if rt.Topic != topic {
+				continue
+			}
+			mu.Lock()
+			attempts = append(attempts, bytes.Clone(rt.Partitions[0].Records))
+			first := len(attempts) == 1
+			mu.Unlock()
+			if first {
+				close(refused)
+				return refuseProduce(req, batchesOf(t, req), func(batchOf) (int16, []int32) { return kerr.NotEnoughReplicas.Code, nil }), nil, true
+			}
+		}
+		return nil, nil, false
+	})
+	p := newTestPool(t, testConfig(c.ListenAddrs()...), WithSaramaConfig(func(sc *sarama.Config) {
+		sc.Producer.Retry.Backoff = 200 * time.Millisecond // room for the other sends
+	}))
+	ctx := context.Background()
+	var msgs []*sarama.ProducerMessage
+	for i := range 50 {
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(value(i)), Value: sarama.StringEncoder(value(i)),
+			Headers: []sarama.RecordHeader{{Key: []byte("h"), Value: []byte(value(i))}}})
+	}
+	sent := make(chan error, 1)
+	go func() { sent <- p.SendMessages(ctx, msgs) }()
+	<-refused
+	for i := range 20 {
+		_, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: other, Value: sarama.ByteEncoder(bytes.Repeat([]byte{byte(i)}, 2000))})
+		require.NoError(t, err)
+	}
+	require.NoError(t, <-sent)
+
+	mu.Lock()
+	require.Len(t, attempts, 2)
+	require.True(t, bytes.Equal(attempts[0], attempts[1]), "the retry sent other bytes than the first attempt")
+	mu.Unlock()
+	got := map[string]string{}
+	for _, r := range readRecords(t, c, topic) {
+		require.Len(t, r.Headers, 1)
+		got[string(r.Key)] = string(r.Value) + "/" + string(r.Headers[0].Value)
+	}
+	require.Len(t, got, len(msgs))
+	for i := range msgs {
+		require.Equal(t, value(i)+"/"+value(i), got[value(i)])
+	}
 }

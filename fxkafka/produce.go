@@ -70,7 +70,6 @@ func (p *ProducerPool) Produce(ctx context.Context, msg *sarama.ProducerMessage,
 		fail(err)
 		return
 	}
-	r.buffered = true
 	if err := ctx.Err(); err != nil {
 		fail(unavailable(err))
 		return
@@ -113,8 +112,8 @@ func (p *ProducerPool) allProducers() []*producer {
 
 // unbuffer frees the buffer space of a Produce record.
 func (p *ProducerPool) unbuffer(r *record) {
-	if r.buffered {
-		r.buffered = false
+	if r.epoch != nil {
 		p.buf.release(r)
+		r.epoch = nil
 	}
 }

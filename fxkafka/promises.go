@@ -124,7 +124,7 @@ func (pr *promiseRunner) callAll(recs []*record) {
 	var msgs, bytes int
 	var epoch *flushEpoch
 	for _, r := range recs {
-		if !r.buffered {
+		if r.epoch == nil {
 			r.release()
 			continue
 		}

@@ -42,9 +42,8 @@ type record struct {
 	batchN int // records in the batch that carried it
 	prodID int // the producer that carried it
 
-	hook     *hookRecord // non-nil only when send hooks are registered
-	buffered bool        // holds Produce buffer space
-	epoch    *flushEpoch // Produce's flush epoch
+	hook  *hookRecord // non-nil only when send hooks are registered
+	epoch *flushEpoch // non-nil while it holds Produce buffer space: the flush epoch it counts in
 }
 
 // Record states.
@@ -108,7 +107,6 @@ func (r *record) reset() {
 	r.err = nil
 	r.batchN, r.prodID = 0, 0
 	r.hook = nil
-	r.buffered = false
 	r.epoch = nil
 }
 
@@ -236,10 +234,13 @@ func (p *ProducerPool) batchHeader() int {
 }
 
 // recordSizes returns the bytes r adds to a batch: inBatch bounds it in
-// any batch the pool builds (offset and timestamp deltas of up to 5 bytes
-// each), alone is its exact encoding alone in a batch (deltas of 1 byte
-// each: what the broker counts against max.message.bytes). For the legacy
-// message set the two are the same.
+// any batch the pool builds, alone is its exact encoding alone in a batch
+// (deltas of 1 byte each: what the broker counts against
+// max.message.bytes). inBatch gives the offset and timestamp deltas 10
+// bytes together: an offset delta takes at most 3 (a batch of up to 2^20
+// records, which any batch under 7 MiB is) and a timestamp delta at most 7
+// (the timestamps the pool accepts lie between 1970 and 2262). For the
+// legacy message set the two sizes are the same.
 func (p *ProducerPool) recordSizes(r *sarama.Record) (inBatch, alone int) {
 	if !p.set.version.IsAtLeast(sarama.V0_11_0_0) {
 		n := legacyEntryV0
@@ -255,7 +256,7 @@ func (p *ProducerPool) recordSizes(r *sarama.Record) (inBatch, alone int) {
 	for _, h := range r.Headers {
 		body += varbytesLen(h.Key) + varbytesLen(h.Value)
 	}
-	in, one := body+2*5, body+2*1
+	in, one := body+10, body+2
 	return varintLen(int64(in)) + in, varintLen(int64(one)) + one
 }
 

@@ -126,6 +126,18 @@ func TestAnEmptyKeyOrValueStaysEmpty(t *testing.T) {
 	require.NoError(t, p.fill(r, &sarama.ProducerMessage{Topic: topic}))
 	require.Nil(t, r.rec.Key)
 	require.Nil(t, r.rec.Value)
+	// A recycled record, whose buffer holds an earlier message's bytes.
+	require.NoError(t, p.fill(r, &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder("key"), Value: sarama.StringEncoder("value")}))
+	r.reset()
+	require.NoError(t, p.fill(r, &sarama.ProducerMessage{Topic: topic, Key: sarama.ByteEncoder{}, Value: sarama.ByteEncoder{}}))
+	require.NotNil(t, r.rec.Key, "a recycled record's empty key became null")
+	require.NotNil(t, r.rec.Value, "a recycled record's empty value became null")
+	require.Empty(t, r.rec.Key)
+	require.Empty(t, r.rec.Value)
+	r.reset()
+	require.NoError(t, p.fill(r, &sarama.ProducerMessage{Topic: topic}))
+	require.Nil(t, r.rec.Key, "a recycled record's nil key must stay null")
+	require.Nil(t, r.rec.Value, "a recycled record's nil value must stay null")
 
 	ctx := context.Background()
 	sends := []*sarama.ProducerMessage{

@@ -56,7 +56,7 @@ type batch struct {
 	attempts     int
 	maybeWritten bool // an attempt's outcome is unknown: it may be stored
 	rb           *sarama.RecordBatch
-	encoded      []byte // rb's records as the pool encoded them, recycled once the broker stores them
+	encoded      []byte // non-nil iff rb carries records the pool encoded: that buffer, recycled once the broker stores them
 	set          *sarama.MessageSet
 }
 
@@ -580,8 +580,11 @@ func (b *batch) recordBatch(pr *producer) *sarama.RecordBatch {
 // after the batch's first timestamp: the difference of the two as the batch
 // stores them (whole milliseconds since the epoch), so that each record
 // keeps its own millisecond whatever the first record's sub-millisecond
-// part (the difference of the times, rounded, is a millisecond short when
-// the first is later in its millisecond than t is in its own).
+// part. The difference of the exact times truncated to milliseconds is off
+// by one when the two sub-millisecond parts differ the wrong way: a record
+// after the first and earlier in its millisecond is stored a millisecond
+// early, one before the first and later in its millisecond a millisecond
+// late.
 func millisAfter(t, first time.Time) int64 { return t.UnixMilli() - first.UnixMilli() }
 
 // messageSet is the batch in the message format of brokers before 0.11,

@@ -3,6 +3,7 @@ package fxkafka
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // storedTimestamps returns the timestamp the broker stored for each value
@@ -114,22 +116,30 @@ func TestTheSendEndHookSeesTheTimestampTheCallerGets(t *testing.T) {
 }
 
 // TestEveryMessageOfABatchKeepsItsOwnMillisecond sends, in one batch, a
-// first message stamped half a millisecond into its millisecond and later
-// and earlier ones stamped on a millisecond: each is stored at its own
-// millisecond (a delta taken between the exact times and then truncated
-// stored the later one a millisecond early, the earlier one a millisecond
-// late).
+// first message stamped half a millisecond into its millisecond, a later
+// one on a millisecond and an earlier one 0.9 ms into its millisecond: each
+// is stored at its own millisecond (a delta taken between the exact times
+// and then truncated stored the later one a millisecond early, the earlier
+// one a millisecond late).
 func TestEveryMessageOfABatchKeepsItsOwnMillisecond(t *testing.T) {
 	checkLeaks(t)
 	c := startBroker(t, "", topic)
 	cfg := testConfig(c.ListenAddrs()...)
 	cfg.Linger = time.Hour // one batch, sent at Flush
 	p := newTestPool(t, cfg)
+	var batches atomic.Int32
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		for _, rt := range req.(*kmsg.ProduceRequest).Topics {
+			batches.Add(int32(len(rt.Partitions)))
+		}
+		return nil, nil, false
+	})
 	ctx := context.Background()
 	stamps := []time.Time{
 		time.Unix(0, 1_700_000_000_000_500_000), // first of the batch, not on a millisecond
 		time.UnixMilli(1_700_000_001_000),       // after it, on a millisecond
-		time.UnixMilli(1_699_999_999_000),       // before it, on a millisecond
+		time.Unix(0, 1_699_999_999_000_900_000), // before it, later in its millisecond
 		time.Unix(0, 1_700_000_000_000_900_000), // in the first's millisecond
 	}
 	done := make(chan error, len(stamps))
@@ -141,6 +151,7 @@ func TestEveryMessageOfABatchKeepsItsOwnMillisecond(t *testing.T) {
 	for range stamps {
 		require.NoError(t, <-done)
 	}
+	require.Equal(t, int32(1), batches.Load(), "the messages must share one batch, or each is its batch's first")
 	recs := readRecords(t, c, topic)
 	require.Len(t, recs, len(stamps))
 	for i, r := range recs {

@@ -34,8 +34,8 @@ var (
 	asyncImpls = []impl{
 		{name: "pool", label: "pool", pool: true},
 		{name: "pool-idempotent", label: "pool idem", pool: true, idempotent: true},
-		{name: "franz-go", label: "franz-go"},
-		{name: "franz-go-idempotent", label: "franz-go idem", idempotent: true},
+		{name: "franz-go", label: "franz-go snappy"},
+		{name: "franz-go-idempotent", label: "franz-go idem snappy", idempotent: true},
 		{name: "franz-go-uncompressed", label: "franz-go uncompressed"},
 		{name: "franz-go-idempotent-uncompressed", label: "franz-go idem uncompressed", idempotent: true},
 		{name: "sarama-async", label: "AsyncProducer"},
