@@ -57,16 +57,26 @@ func (f *encodedRecordsFields) set(rb *sarama.RecordBatch, raw []byte, n int) {
 	rb.Records = f.placeholders(n)
 }
 
-// placeholders is a slice of n nil records, shared by every batch: sarama
-// reads only its length once the records are encoded.
+// placeholders is a slice of n nil records, shared by every batch of up to
+// maxSharedPlaceholders records (a larger one gets its own, so that one
+// huge batch does not pin a huge slice): sarama reads only its length once
+// the records are encoded.
 func (f *encodedRecordsFields) placeholders(n int) []*sarama.Record {
+	if n > maxSharedPlaceholders {
+		return make([]*sarama.Record, n)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.nilRecords) < n {
-		f.nilRecords = make([]*sarama.Record, max(n, 2*len(f.nilRecords), 1024))
+		f.nilRecords = make([]*sarama.Record, min(max(n, 2*len(f.nilRecords), 1024), maxSharedPlaceholders))
 	}
 	return f.nilRecords[:n:n]
 }
+
+// maxSharedPlaceholders bounds the shared placeholders: 512 KiB of nil
+// pointers (a batch of the default MaxBatchBytes holds more records only if
+// they average under 16 bytes).
+const maxSharedPlaceholders = 1 << 16
 
 // recordsBufPool recycles the buffers of batches the broker acknowledged.
 var recordsBufPool sync.Pool // of *[]byte

@@ -124,6 +124,10 @@ func TestPlaceholderRecordsAreSharedAndSized(t *testing.T) {
 		require.Nil(t, r)
 	}
 	require.Zero(t, testing.AllocsPerRun(100, func() { f.placeholders(4000) }))
+	huge := f.placeholders(maxSharedPlaceholders + 1)
+	require.Len(t, huge, maxSharedPlaceholders+1)
+	require.LessOrEqual(t, len(f.nilRecords), maxSharedPlaceholders, "a huge batch must not grow the shared slice")
+	require.Len(t, f.placeholders(maxSharedPlaceholders), maxSharedPlaceholders)
 }
 
 // TestAnAcknowledgedBatchRecyclesItsBuffer checks that a recycled batch's
