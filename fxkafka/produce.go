@@ -57,9 +57,7 @@ func (p *ProducerPool) Produce(ctx context.Context, msg *sarama.ProducerMessage,
 		return
 	}
 	p.inFlight.Add(1)
-	r.call = &r.own
-	r.own.promise, r.own.msg = promise, msg
-	r.own.pending.Store(1)
+	r.own.promise, r.own.msg = promise, msg // the outcome goes to the promise: r.call stays nil
 	fail := func(err error) {
 		p.tell(r, err)
 		r.offset, r.err = -1, err

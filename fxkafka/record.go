@@ -31,7 +31,7 @@ type record struct {
 	// state orders the caller giving up against the sink sending: whoever
 	// moves it out of stQueued decides whether the record was ever sent.
 	state atomic.Int32
-	call  *call
+	call  *call       // the synchronous send its outcome reaches (own, or a SendMessages call's); nil for Produce, whose own.promise takes it
 	own   call        // the call of a single-message send
 	one   [1]*record  // the record itself, as the slice a single-message send dispatches
 	told  atomic.Bool // the outcome reached the counters and hooks
