@@ -203,7 +203,11 @@ func TestARetriedBatchSendsTheSameBytes(t *testing.T) {
 	require.NoError(t, <-sent)
 
 	mu.Lock()
-	require.Len(t, attempts, 2)
+	// The messages may have left in more than one batch (the sink can cut
+	// before the call has placed them all), but they share a lane, which
+	// sends a batch to retry before anything else: the second attempt is
+	// the first one's retry.
+	require.GreaterOrEqual(t, len(attempts), 2)
 	require.True(t, bytes.Equal(attempts[0], attempts[1]), "the retry sent other bytes than the first attempt")
 	mu.Unlock()
 	got := map[string]string{}

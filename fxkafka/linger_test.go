@@ -172,10 +172,8 @@ func TestARequestTakesNoMoreBatchesThanItCanHold(t *testing.T) {
 	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		n := 0
-		for _, rt := range req.(*kmsg.ProduceRequest).Topics {
-			for _, rp := range rt.Partitions {
-				n += len(rp.Records)
-			}
+		for _, b := range batchesOf(t, req) {
+			n += b.bytes
 		}
 		mu.Lock()
 		perRequest = append(perRequest, n)

@@ -24,8 +24,8 @@ const (
 	produceBackoff   = 100 * time.Millisecond
 	// pipelineDepth is the most produce requests a connection carries at
 	// once when requests pipeline (Net.MaxOpenRequests; sarama's default is
-	// 5, Kafka's Java client's 5, librdkafka's unlimited); pipeGauge
-	// carries fewer while the broker queues them. A request carries one
+	// 5, Kafka's Java client's 5, librdkafka's unlimited); a connection's
+	// depthGauge carries fewer while the broker queues them. A request carries one
 	// batch per partition, so with keyless records on one partition at a
 	// time it is also how many batches of a broker can be in flight: against
 	// a broker 5 ms away, 256 senders got 34.8k sends/s with 5 and 36.2k with

@@ -542,32 +542,33 @@ func (b *batch) recordBatch(pr *producer) *sarama.RecordBatch {
 		IsTransactional:  pr.txnID != "",
 		LastOffsetDelta:  int32(len(b.recs) - 1),
 	}
-	maxTS := first
-	if pr.set.codec == sarama.CompressionNone && encodedRecords.ok {
-		buf := getRecordsBuf(b.bytes)
-		for i, r := range b.recs {
-			buf = appendRecord(buf, &r.rec, int64(i), millisAfter(r.ts, first))
-			if r.ts.After(maxTS) {
-				maxTS = r.ts
-			}
-		}
-		encodedRecords.set(rb, buf, len(b.recs))
-		b.encoded = buf
+	// The pool encodes uncompressed records itself (encode.go); sarama
+	// encodes, and compresses, the others.
+	own := pr.set.codec == sarama.CompressionNone && encodedRecords.ok
+	var buf []byte
+	if own {
+		buf = getRecordsBuf(b.bytes)
 	} else {
 		rb.Records = make([]*sarama.Record, len(b.recs))
-		for i, r := range b.recs {
+	}
+	rb.MaxTimestamp = first
+	for i, r := range b.recs {
+		delta := millisAfter(r.ts, first)
+		if own {
+			buf = appendRecord(buf, &r.rec, int64(i), delta)
+		} else {
 			r.rec.OffsetDelta = int64(i)
-			r.rec.TimestampDelta = time.Duration(millisAfter(r.ts, first)) * time.Millisecond
-			if r.ts.After(maxTS) {
-				maxTS = r.ts
-			}
+			r.rec.TimestampDelta = time.Duration(delta) * time.Millisecond
 			rb.Records[i] = &r.rec
 		}
+		if r.ts.After(rb.MaxTimestamp) {
+			rb.MaxTimestamp = r.ts
+		}
 	}
-	if first.After(maxTS) {
-		maxTS = first
+	if own {
+		encodedRecords.set(rb, buf, len(b.recs))
+		b.encoded = buf
 	}
-	rb.MaxTimestamp = maxTS
 	if pr.idempotent {
 		l := pr.laneAt(b.lane)
 		rb.ProducerID, rb.ProducerEpoch, rb.FirstSequence = l.pid, l.epoch, b.seq

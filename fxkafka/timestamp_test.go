@@ -130,9 +130,7 @@ func TestEveryMessageOfABatchKeepsItsOwnMillisecond(t *testing.T) {
 	var batches atomic.Int32
 	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
-		for _, rt := range req.(*kmsg.ProduceRequest).Topics {
-			batches.Add(int32(len(rt.Partitions)))
-		}
+		batches.Add(int32(len(batchesOf(t, req))))
 		return nil, nil, false
 	})
 	ctx := context.Background()
