@@ -29,7 +29,7 @@ const (
 	// batch per partition, so with keyless records on one partition at a
 	// time it is also how many batches of a broker can be in flight: against
 	// a broker 5 ms away, 256 senders got 34.8k sends/s with 5 and 36.2k with
-	// 16; 20 ms away, 8.5k and 10.6k (stop 14, before the delay line's
+	// 16; 20 ms away, 8.5k and 10.6k (measured before the delay line's
 	// timerfd, which took up to a millisecond off every kfake round trip).
 	pipelineDepth = 16
 	// idempotentLanes caps the lanes, hence the producer ids, of an
