@@ -185,8 +185,8 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 		laneIdx = pr.laneFor(recs[0].ps)
 	}
 	var now time.Time
-	if pr.set.linger > 0 {
-		now = time.Now() // only linger needs it
+	if pr.set.linger > 0 || pr.set.hold > 0 && pr.pipe.pipelining() {
+		now = time.Now() // only linger and the pipelined hold (holdFor) need it
 	}
 	for _, r := range recs {
 		r.enqueued = now
@@ -205,13 +205,25 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 		if ready {
 			ps.inReady = true
 		}
+		overdue := !ready && pr.heldPastLocked(ps, lp, now)
 		ps.mu.Unlock()
 		if ready {
 			s.addReady(ps)
+		} else if overdue {
+			s.poke()
 		}
 	}
 	pr.settleLate()
 	return nil
+}
+
+// heldPastLocked reports whether lp, a lane of ps (whose lock is held),
+// now has a batch listed on its sink and held for more records (holdFor)
+// past its time, with a record just placed behind it: the sink's timer may
+// wake up to a millisecond late, so the placing call wakes the sink.
+func (pr *producer) heldPastLocked(ps *partState, lp *lanePart, now time.Time) bool {
+	return pr.set.hold > 0 && !now.IsZero() && ps.sink != nil && ps.inReady && lp.inflight == nil &&
+		len(lp.pending) > 1 && !now.Before(lp.pending[0].enqueued.Add(pr.set.hold))
 }
 
 // refusedAt is the error of a call that enqueue placed none of because

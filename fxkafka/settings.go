@@ -17,11 +17,12 @@ type settings struct {
 	codec               sarama.CompressionCodec
 	codecLevel          int // sarama.CompressionLevelDefault when 0 / unset
 	linger              time.Duration
-	maxBatchBytes       int // largest record batch the pool builds
-	maxMessageBytes     int // largest message, counted as the broker does (record + batch overhead)
-	maxRequestBytes     int // the most a produce request's batches may hold: MaxRequestBytes (a field only so that a test can lower it)
-	maxInFlight         int // produce requests in flight per broker connection
-	retries             int // further attempts for a retriable failure
+	hold                time.Duration // the pipelined hold (producer.holdFor): pipelinedHold, 0 with a linger or a negative Config.Linger
+	maxBatchBytes       int           // largest record batch the pool builds
+	maxMessageBytes     int           // largest message, counted as the broker does (record + batch overhead)
+	maxRequestBytes     int           // the most a produce request's batches may hold: MaxRequestBytes (a field only so that a test can lower it)
+	maxInFlight         int           // produce requests in flight per broker connection
+	retries             int           // further attempts for a retriable failure
 	retryBackoff        time.Duration
 	idempotent          bool
 	keyHash             string                        // "fnv1a" or "murmur2"
@@ -80,6 +81,9 @@ func (c Config) build(sec security, funcs []func(*sarama.Config)) (resolved, err
 	}
 	if custom {
 		set.partitioner = sc.Producer.Partitioner
+	}
+	if d.Linger >= 0 && set.linger <= 0 {
+		set.hold = pipelinedHold // a negative Linger asks for no wait at all
 	}
 	// The pool builds and sends the batches itself, idempotent ones
 	// included: the client only carries its requests. sarama's producer

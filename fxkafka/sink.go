@@ -145,7 +145,12 @@ func (ps *partState) cutLocked(pr *producer, now time.Time) (b *batch, more bool
 		return nil, false, time.Time{}
 	}
 	set := pr.set
-	noLinger := set.linger <= 0 || pr.flushing.Load() > 0 || pr.pool.flushing.Load() > 0 || pr.pool.buf.starved()
+	urgent := pr.flushing.Load() > 0 || pr.pool.flushing.Load() > 0 || pr.pool.buf.starved()
+	noLinger := set.linger <= 0 || urgent
+	var hold time.Duration
+	if !urgent {
+		hold = pr.holdFor(ps)
+	}
 	soonest := func(t time.Time) {
 		if wakeAt.IsZero() || t.Before(wakeAt) {
 			wakeAt = t
@@ -170,6 +175,12 @@ func (ps *partState) cutLocked(pr *producer, now time.Time) (b *batch, more bool
 		}
 		if len(lp.pending) == 0 {
 			continue
+		}
+		if hold > 0 && lp.pendingBytes < set.maxBatchBytes {
+			if due := lp.pending[0].enqueued.Add(hold); now.Before(due) {
+				soonest(due)
+				continue
+			}
 		}
 		if !noLinger && lp.pendingBytes < set.maxBatchBytes {
 			if due := lp.pending[0].enqueued.Add(set.linger); now.Before(due) {
@@ -645,4 +656,19 @@ func isConnectionError(err error) bool {
 	}
 	var ke sarama.KError
 	return !errors.As(err, &ke)
+}
+
+// holdFor is how long a batch of ps, whose lock is held, waits for more
+// records before it leaves (pipelinedHold): while requests pipeline, ps's
+// connection carries one already and holdSends sends are in progress.
+// Otherwise 0: it leaves at once.
+func (pr *producer) holdFor(ps *partState) time.Duration {
+	hold := pr.set.hold
+	if hold <= 0 || !pr.pipe.pipelining() || pr.pool.inFlight.Load() < holdSends {
+		return 0
+	}
+	if s := ps.sink; s == nil || s.flying.Load() == 0 {
+		return 0
+	}
+	return hold
 }
