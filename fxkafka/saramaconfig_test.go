@@ -62,7 +62,8 @@ func TestSettingsDefaults(t *testing.T) {
 	}{
 		{"defaults", Config{}, func(s *settings) {}},
 		{"idempotent", Config{Idempotent: true}, func(s *settings) { s.idempotent, s.maxInFlight = true, pipelineDepth }},
-		{"no linger", Config{Linger: -time.Millisecond}, func(s *settings) { s.linger = 0 }},
+		{"no linger, no hold", Config{Linger: -time.Millisecond}, func(s *settings) { s.linger, s.hold = 0, 0 }},
+		{"a linger instead of the hold", Config{Linger: 5 * time.Millisecond}, func(s *settings) { s.linger, s.hold = 5*time.Millisecond, 0 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,6 +77,7 @@ func TestSettingsDefaults(t *testing.T) {
 				codec:               sarama.CompressionNone,
 				codecLevel:          sarama.CompressionLevelDefault,
 				linger:              DefaultLinger,
+				hold:                pipelinedHold,
 				maxBatchBytes:       DefaultMaxBatchBytes,
 				maxMessageBytes:     DefaultMaxMessageBytes,
 				maxRequestBytes:     MaxRequestBytes,
