@@ -98,23 +98,25 @@ type RetireInfo struct {
 const (
 	ClassOK          = "ok"          // acknowledged
 	ClassUnavailable = "unavailable" // ErrUnavailable: not sent, never sent later
-	ClassClosed      = "closed"      // ErrPoolClosed: not accepted
-	ClassInvalid     = "invalid"     // ErrInvalidMessage: refused, not written
+	ClassClosed      = "closed"      // ErrPoolClosed, or ErrLeaseReleased from a released lease: not accepted
+	ClassInvalid     = "invalid"     // ErrInvalidMessage, or ErrNoTransaction from a lease with none open: refused, not written
 	ClassUnknown     = "unknown"     // ErrDeliveryUnknown: may have been written
 )
 
 // ErrorClass names the class of an error a send returned: [ClassOK] for nil, [ClassUnavailable],
-// [ClassClosed], [ClassInvalid] or [ClassUnknown]. An error of none of those classes (which the
-// pool's sends do not return) is [ClassUnknown].
+// [ClassClosed], [ClassInvalid] or [ClassUnknown]. A lease's refusals, which wrote nothing, take
+// the class of the pool's that say so: [ErrLeaseReleased] is [ClassClosed], [ErrNoTransaction]
+// [ClassInvalid]. An error of none of those classes (which the pool's sends do not return) is
+// [ClassUnknown].
 func ErrorClass(err error) string {
 	switch {
 	case err == nil:
 		return ClassOK
-	case errors.Is(err, ErrPoolClosed):
+	case errors.Is(err, ErrPoolClosed), errors.Is(err, ErrLeaseReleased):
 		return ClassClosed
 	case errors.Is(err, ErrUnavailable):
 		return ClassUnavailable
-	case errors.Is(err, ErrInvalidMessage):
+	case errors.Is(err, ErrInvalidMessage), errors.Is(err, ErrNoTransaction):
 		return ClassInvalid
 	}
 	return ClassUnknown
