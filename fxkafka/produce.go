@@ -62,6 +62,9 @@ func (p *ProducerPool) Produce(ctx context.Context, msg *sarama.ProducerMessage,
 		p.tell(r, err)
 		r.offset, r.err = -1, err
 		r.state.Store(stDone)
+		if r.epoch == nil {
+			r.epoch = p.buf.join() // it took no space, but Flush waits for its promise
+		}
 		p.promises.push(r)
 	}
 	if err := p.buf.reserve(ctx, r, p.closing); err != nil {
@@ -69,7 +72,12 @@ func (p *ProducerPool) Produce(ctx context.Context, msg *sarama.ProducerMessage,
 		return
 	}
 	if err := ctx.Err(); err != nil {
-		fail(unavailable(err))
+		select {
+		case <-p.closing:
+			fail(closedErr) // on a closed pool whatever ctx says, as dispatch would
+		default:
+			fail(unavailable(err))
+		}
 		return
 	}
 	if err := p.dispatch(ctx, r.self(), 0, nil); err != nil {
@@ -108,10 +116,15 @@ func (p *ProducerPool) allProducers() []*producer {
 	return prs
 }
 
-// unbuffer frees the buffer space of a Produce record.
+// unbuffer frees the buffer space and flush count of a Produce record.
 func (p *ProducerPool) unbuffer(r *record) {
-	if r.epoch != nil {
+	switch {
+	case r.epoch == nil:
+		return
+	case r.spaced:
 		p.buf.release(r)
-		r.epoch = nil
+	default:
+		p.buf.leave(r.epoch)
 	}
+	r.epoch, r.spaced = nil, false
 }
