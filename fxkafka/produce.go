@@ -41,7 +41,9 @@ import (
 // slow promise delays the promises after it, and holds its message's buffer
 // space until it returns, so it slows Produce too, but never a send already
 // made. A promise that panics is recovered: the pool logs the panic and its
-// stack at error level and goes on with the next promise. A promise must
+// stack at error level and goes on with the next promise. One that ends its
+// goroutine instead (runtime.Goexit, as t.FailNow does) is logged too, and a
+// new goroutine of the pool's goes on with the next promise. A promise must
 // not call Flush or Close (they wait for the promises, this one included),
 // nor Produce with a context that never ends (on a full buffer it would wait
 // for space that only the promise goroutine frees).
