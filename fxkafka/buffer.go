@@ -71,7 +71,7 @@ func (b *buffer) reserve(ctx context.Context, r *record, closing <-chan struct{}
 		if fits {
 			b.msgs++
 			b.bytes += r.size
-			r.epoch = b.epoch
+			r.epoch, r.spaced = b.epoch, true
 			r.epoch.n++
 			b.mu.Unlock()
 			return nil
@@ -104,6 +104,22 @@ func (b *buffer) reserve(ctx context.Context, r *record, closing <-chan struct{}
 }
 
 func (b *buffer) release(r *record) { b.releaseN(r.epoch, 1, r.size) }
+
+// join counts a Produce message that takes no buffer space (refused, or
+// failed before it took any) in the current flush epoch, so that a Flush
+// waits for its promise too; leave takes it off once its promise has run.
+func (b *buffer) join() *flushEpoch {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.epoch.n++
+	return b.epoch
+}
+
+func (b *buffer) leave(e *flushEpoch) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e.doneLocked(1)
+}
 
 // releaseN frees the space of msgs messages of bytes, all of epoch e.
 func (b *buffer) releaseN(e *flushEpoch, msgs, bytes int) {

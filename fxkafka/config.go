@@ -359,6 +359,11 @@ func (c Config) check() error {
 	if err := checkCodecVersion(codec, version); err != nil {
 		return configError("Compression", "%v", err)
 	}
+	if c.CompressionLevel == sarama.CompressionLevelDefault {
+		// sarama's spelling of "the codec's default", which Config spells 0:
+		// checkCodecLevel would take it as that.
+		return configError("CompressionLevel", "%d is no codec's level (0 for the codec's default)", c.CompressionLevel)
+	}
 	if err := checkCodecLevel(codec, saramaLevel(c.CompressionLevel)); err != nil {
 		return configError("CompressionLevel", "%v", err)
 	}

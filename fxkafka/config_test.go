@@ -309,3 +309,23 @@ func TestBackoffIsBoundedAndJittered(t *testing.T) {
 		assert.LessOrEqual(t, d, base, "failure %d", n)
 	}
 }
+
+// CompressionLevel's rule (config.go's doc, the README's table): 0 is the
+// codec's default, gzip takes 1-9, zstd 1-22, "snappy and lz4 have no
+// levels, so any other value is an error", and a level with Compression
+// "none" is an error too. -1000 is sarama's private spelling of "default"
+// (sarama.CompressionLevelDefault), not a value of Config's: Validate
+// must refuse it like any other out-of-range level, naming the field.
+func TestValidateRefusesCompressionLevelMinus1000LikeAnyOtherOutOfRangeLevel(t *testing.T) {
+	for _, codec := range []string{"", "none", "snappy", "lz4", "gzip", "zstd"} {
+		t.Run("codec="+codec, func(t *testing.T) {
+			cfg := Config{Brokers: []string{"kafka:9092"}, Compression: codec, CompressionLevel: sarama.CompressionLevelDefault}
+			err := cfg.Validate()
+			var ce *ConfigError
+			if assert.ErrorAs(t, err, &ce, "CompressionLevel %d with Compression %q was accepted", cfg.CompressionLevel, codec) {
+				assert.Equal(t, "CompressionLevel", ce.Field)
+				assert.Equal(t, "KAFKA_COMPRESSION_LEVEL", ce.EnvVar)
+			}
+		})
+	}
+}

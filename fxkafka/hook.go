@@ -30,8 +30,10 @@ type Hook any
 // msg is the pool's own copy of the caller's message, Headers slice included: the hook may add,
 // remove or replace headers (to propagate a trace context, say), and they are sent while the
 // caller's message stays as it was. The bytes a header points to are still the caller's: replace a
-// header's Key or Value with new bytes, never edit them in place. It must not keep msg after
-// [HookSendEnd.OnSendEnd]. The context returned replaces ctx for this message's
+// header's Key or Value with new bytes, never edit them in place. Once the pool has taken the
+// message, msg's Key, Value and header bytes are the pool's copies (what is sent), so a caller
+// reusing its own bytes after [ProducerPool.Produce] returned changes nothing a hook reads. It must
+// not keep msg after [HookSendEnd.OnSendEnd]. The context returned replaces ctx for this message's
 // [HookSendEnd.OnSendEnd] call (a tracing hook returns the context holding its span); it never
 // changes how long the caller waits.
 type HookSendStart interface {
@@ -98,23 +100,25 @@ type RetireInfo struct {
 const (
 	ClassOK          = "ok"          // acknowledged
 	ClassUnavailable = "unavailable" // ErrUnavailable: not sent, never sent later
-	ClassClosed      = "closed"      // ErrPoolClosed: not accepted
-	ClassInvalid     = "invalid"     // ErrInvalidMessage: refused, not written
+	ClassClosed      = "closed"      // ErrPoolClosed, or ErrLeaseReleased from a released lease: not accepted
+	ClassInvalid     = "invalid"     // ErrInvalidMessage, or ErrNoTransaction from a lease with none open: refused, not written
 	ClassUnknown     = "unknown"     // ErrDeliveryUnknown: may have been written
 )
 
 // ErrorClass names the class of an error a send returned: [ClassOK] for nil, [ClassUnavailable],
-// [ClassClosed], [ClassInvalid] or [ClassUnknown]. An error of none of those classes (which the
-// pool's sends do not return) is [ClassUnknown].
+// [ClassClosed], [ClassInvalid] or [ClassUnknown]. A lease's refusals, which wrote nothing, take
+// the class of the pool's that say so: [ErrLeaseReleased] is [ClassClosed], [ErrNoTransaction]
+// [ClassInvalid]. An error of none of those classes (which the pool's sends do not return) is
+// [ClassUnknown].
 func ErrorClass(err error) string {
 	switch {
 	case err == nil:
 		return ClassOK
-	case errors.Is(err, ErrPoolClosed):
+	case errors.Is(err, ErrPoolClosed), errors.Is(err, ErrLeaseReleased):
 		return ClassClosed
 	case errors.Is(err, ErrUnavailable):
 		return ClassUnavailable
-	case errors.Is(err, ErrInvalidMessage):
+	case errors.Is(err, ErrInvalidMessage), errors.Is(err, ErrNoTransaction):
 		return ClassInvalid
 	}
 	return ClassUnknown

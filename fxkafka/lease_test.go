@@ -239,3 +239,34 @@ func TestAReleasedLeaseGivesItsSlotToSharedSends(t *testing.T) {
 		})
 	}
 }
+
+// A lease's send refused before anything was written (no transaction open,
+// the lease released) must not be classed, counted or reported as "outcome
+// unknown": design.md says a message refused without being written "is told
+// so with a class of its own, never 'outcome unknown'", and Stats.FailedUnknown
+// counts "messages failed with a DeliveryError (may have been written)".
+func TestALeaseSendRefusedBeforeWritingIsNeverOutcomeUnknown(t *testing.T) {
+	checkLeaks(t)
+	c := startBroker(t, "", topic)
+	cfg := testConfig(c.ListenAddrs()...)
+	cfg.TransactionalID = "adv2-tx"
+	p := newTestPool(t, cfg)
+	ctx := context.Background()
+
+	l, err := p.Lease(ctx)
+	require.NoError(t, err)
+	_, _, err = l.SendMessage(ctx, msg("no transaction open"))
+	require.ErrorIs(t, err, ErrNoTransaction)
+	assert.NotEqual(t, ClassUnknown, ErrorClass(err), "nothing was written, yet the class says it may have been: %v", err)
+	err = l.SendMessages(ctx, []*sarama.ProducerMessage{msg("no transaction open either")})
+	require.ErrorIs(t, err, ErrNoTransaction)
+	assert.NotEqual(t, ClassUnknown, ErrorClass(err), "nothing was written, yet the class says it may have been: %v", err)
+
+	l.Release()
+	_, _, err = l.SendMessage(ctx, msg("after release"))
+	require.ErrorIs(t, err, ErrLeaseReleased)
+	assert.NotEqual(t, ClassUnknown, ErrorClass(err), "nothing was sent, yet the class says it may have been: %v", err)
+
+	assert.Zero(t, p.Stats().FailedUnknown, "no message was sent, so none may have been written")
+	assert.Empty(t, readBack(t, c, topic))
+}

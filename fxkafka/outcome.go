@@ -12,11 +12,13 @@ import (
 // them, so that their callers, hooks and promises hear of it after the
 // partition's lock is released.
 type finisher struct {
-	groups [][]*record  // the records of whole batches
-	single []*record    // and records one by one
-	ready  []*partState // partitions with something to send again
-	lost   bool         // some partition lost its leader
-	broken error        // the producer must be replaced, for this cause
+	groups  [][]*record  // the records of whole batches
+	single  []*record    // and records one by one
+	dropped []*record    // records their callers withdrew, only to forget
+	lanes   []laneOf     // lanes whose outcomes these are (lanePart.finishing)
+	ready   []*partState // partitions with something to send again
+	lost    bool         // some partition lost its leader
+	broken  error        // the producer must be replaced, for this cause
 }
 
 func (f *finisher) add(r *record, off int64, err error, n int) {
@@ -65,6 +67,10 @@ func (f *finisher) run(pr *producer) {
 	if n > 0 {
 		pr.unload(int64(n))
 	}
+	pr.dropWithdrawn(f.dropped)
+	for _, l := range f.lanes {
+		pr.finished(l)
+	}
 }
 
 // settle applies the outcome of one batch's attempt: block is the broker's
@@ -78,6 +84,10 @@ func (pr *producer) settle(b *batch, block *sarama.ProduceResponseBlock, reqErr 
 	lp := ps.lanes[b.lane]
 	lp.inflight = nil
 	ps.flying.Add(-1)
+	// Until fin has delivered this outcome, records taken off the lane to
+	// fail wait behind it (takeAllLocked): theirs must follow.
+	lp.finishing++
+	fin.lanes = append(fin.lanes, laneOf{ps, lp})
 
 	if reqErr != nil {
 		if sent {
@@ -261,20 +271,43 @@ func (pr *producer) notSent(cause error) error {
 	return unavailable(cause)
 }
 
+// laneOf is a lane of a partition.
+type laneOf struct {
+	ps *partState
+	lp *lanePart
+}
+
+// finished ends l's part in a finisher that has delivered its outcomes,
+// and fails the records kept behind it (lanePart.behind) once nothing of
+// the lane is in flight, waiting to be sent again, or being delivered.
+func (pr *producer) finished(l laneOf) {
+	l.ps.mu.Lock()
+	lp := l.lp
+	lp.finishing--
+	var behind []*record
+	var err error
+	if lp.finishing == 0 && lp.inflight == nil && lp.retry == nil {
+		behind, err = lp.behind, lp.behindErr
+		lp.behind, lp.behindErr = nil, nil
+	}
+	l.ps.mu.Unlock()
+	if len(behind) > 0 {
+		pr.failUnsent(behind, err)
+	}
+}
+
 // failUnsent fails records that were never sent with err (nothing of them
 // is written), except those their callers withdrew, which are only dropped.
 func (pr *producer) failUnsent(recs []*record, err error) {
 	var fin finisher
-	var dropped []*record
 	for _, r := range recs {
 		if r.state.CompareAndSwap(stQueued, stSent) {
 			fin.add(r, -1, err, 0)
 		} else {
-			dropped = append(dropped, r)
+			fin.dropped = append(fin.dropped, r)
 		}
 	}
 	fin.run(pr)
-	pr.dropWithdrawn(dropped)
 }
 
 // dropWithdrawn forgets records their callers withdrew: their callers were

@@ -143,8 +143,8 @@ type Stats struct {
 
 	Sent              int64         // messages acknowledged by the brokers
 	FailedUnavailable int64         // sends failed with ErrUnavailable (never written)
-	FailedClosed      int64         // sends refused with ErrPoolClosed
-	FailedInvalid     int64         // messages refused with ErrInvalidMessage (every one of a SendMessages call refused for one's sake)
+	FailedClosed      int64         // sends refused with ErrPoolClosed (or ErrLeaseReleased)
+	FailedInvalid     int64         // messages refused with ErrInvalidMessage (every one of a SendMessages call refused for one's sake; or ErrNoTransaction)
 	FailedUnknown     int64         // messages failed with a DeliveryError (may have been written)
 	ProvisionAttempts int64         // provisioning attempts started
 	ProvisionFailures int64         // provisioning attempts that failed

@@ -41,7 +41,9 @@ import (
 // slow promise delays the promises after it, and holds its message's buffer
 // space until it returns, so it slows Produce too, but never a send already
 // made. A promise that panics is recovered: the pool logs the panic and its
-// stack at error level and goes on with the next promise. A promise must
+// stack at error level and goes on with the next promise. One that ends its
+// goroutine instead (runtime.Goexit, as t.FailNow does) is logged too, and a
+// new goroutine of the pool's goes on with the next promise. A promise must
 // not call Flush or Close (they wait for the promises, this one included),
 // nor Produce with a context that never ends (on a full buffer it would wait
 // for space that only the promise goroutine frees).
@@ -62,6 +64,9 @@ func (p *ProducerPool) Produce(ctx context.Context, msg *sarama.ProducerMessage,
 		p.tell(r, err)
 		r.offset, r.err = -1, err
 		r.state.Store(stDone)
+		if r.epoch == nil {
+			r.epoch = p.buf.join() // it took no space, but Flush waits for its promise
+		}
 		p.promises.push(r)
 	}
 	if err := p.buf.reserve(ctx, r, p.closing); err != nil {
@@ -69,7 +74,12 @@ func (p *ProducerPool) Produce(ctx context.Context, msg *sarama.ProducerMessage,
 		return
 	}
 	if err := ctx.Err(); err != nil {
-		fail(unavailable(err))
+		select {
+		case <-p.closing:
+			fail(closedErr) // on a closed pool whatever ctx says, as dispatch would
+		default:
+			fail(unavailable(err))
+		}
 		return
 	}
 	if err := p.dispatch(ctx, r.self(), 0, nil); err != nil {
@@ -108,10 +118,15 @@ func (p *ProducerPool) allProducers() []*producer {
 	return prs
 }
 
-// unbuffer frees the buffer space of a Produce record.
+// unbuffer frees the buffer space and flush count of a Produce record.
 func (p *ProducerPool) unbuffer(r *record) {
-	if r.epoch != nil {
+	switch {
+	case r.epoch == nil:
+		return
+	case r.spaced:
 		p.buf.release(r)
-		r.epoch = nil
+	default:
+		p.buf.leave(r.epoch)
 	}
+	r.epoch, r.spaced = nil, false
 }

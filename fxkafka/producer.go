@@ -460,18 +460,21 @@ func (pr *producer) failWaiting(cause error, only func(*partState) bool) {
 		default:
 			return true
 		}
+		notSent := pr.notSent(cause)
 		for _, ps := range ts.partitions() {
 			ps.mu.Lock()
 			var out []*record
 			var bs []*batch
 			if only == nil || only(ps) {
-				out, bs = ps.takeAllLocked(pr.idempotent)
+				out, bs = ps.takeAllLocked(pr.idempotent, notSent)
 			}
 			ps.mu.Unlock()
-			pr.failUnsent(out, pr.notSent(cause))
+			// A lane's batch waiting to be sent again is older than its
+			// records never sent: its outcomes come first.
 			for _, b := range bs {
 				pr.failBatch(b, cause)
 			}
+			pr.failUnsent(out, notSent)
 		}
 		return true
 	})

@@ -60,9 +60,11 @@ func (pr *promiseRunner) pushAll(recs []*record) {
 	}
 }
 
-// pushNow queues the promise of a message refused before it became a record.
+// pushNow queues the promise of a message refused before it became a
+// record. It counts in the current flush epoch (not in the buffer's
+// space), so that a Flush called after Produce returned waits for it.
 func (pr *promiseRunner) pushNow(msg *sarama.ProducerMessage, promise func(*sarama.ProducerMessage, error), err error) {
-	r := &record{offset: -1, err: err}
+	r := &record{offset: -1, err: err, epoch: pr.p.buf.join()}
 	r.own.promise, r.own.msg = promise, msg
 	pr.push(r)
 }
@@ -80,10 +82,36 @@ func (pr *promiseRunner) finish() {
 	<-pr.done
 }
 
+// run is the promise goroutine. A promise that ends it (runtime.Goexit,
+// as t.FailNow does, which no recover stops) hands the rest to a new one
+// (callAll): handed then keeps this one from closing done.
 func (pr *promiseRunner) run() {
-	defer close(pr.done)
+	handed := false
+	defer func() {
+		if !handed {
+			close(pr.done)
+		}
+	}()
+	pr.loop(&handed)
+}
+
+// resume is run for the goroutine that takes over from one a promise
+// ended: the promises of recs (those after it, in its batch), then the
+// queue.
+func (pr *promiseRunner) resume(recs []*record) {
+	handed := false
+	defer func() {
+		if !handed {
+			close(pr.done)
+		}
+	}()
+	pr.callAll(recs, &handed)
+	pr.loop(&handed)
+}
+
+func (pr *promiseRunner) loop(handed *bool) {
 	for {
-		pr.runQueued()
+		pr.runQueued(handed)
 		pr.mu.Lock()
 		fin := pr.fin && len(pr.q) == 0
 		pr.exited = fin
@@ -95,7 +123,7 @@ func (pr *promiseRunner) run() {
 	}
 }
 
-func (pr *promiseRunner) runQueued() {
+func (pr *promiseRunner) runQueued(handed *bool) {
 	for {
 		pr.mu.Lock()
 		q := pr.q
@@ -104,7 +132,7 @@ func (pr *promiseRunner) runQueued() {
 		if len(q) == 0 {
 			return
 		}
-		pr.callAll(q)
+		pr.callAll(q, handed)
 		clear(q)
 		pr.mu.Lock()
 		pr.spare = q[:0]
@@ -112,30 +140,64 @@ func (pr *promiseRunner) runQueued() {
 	}
 }
 
-func (pr *promiseRunner) callOne(r *record) { pr.callAll(r.self()) }
+// callOne runs the promise of a record queued after the promise goroutine
+// exited, on a goroutine of its own.
+func (pr *promiseRunner) callOne(r *record) { pr.callAll(r.self(), nil) }
 
 // callAll runs the promises of recs in order, then frees their buffer space
-// and flush counts, once per run of records where it can.
-func (pr *promiseRunner) callAll(recs []*record) {
-	for i := 0; i < len(recs); {
-		i = pr.callFrom(recs, i)
+// and flush counts, once per run of records where it can. A promise that
+// panics is recovered (callFrom); one that ends the goroutine instead
+// (runtime.Goexit) cannot be: the records up to it are freed on the way
+// out, and, if handed is non-nil and the goroutine is the promise
+// goroutine, a new goroutine takes the promises after it and the queue.
+func (pr *promiseRunner) callAll(recs []*record, handed *bool) {
+	at, returned := 0, false
+	defer func() {
+		if returned {
+			return
+		}
+		pr.p.log.Error("promise ended its goroutine (runtime.Goexit); the pool goes on with the next promise")
+		pr.free(recs[:at+1])
+		rest := recs[at+1:]
+		if pr.goexited(handed) {
+			*handed = true
+			go pr.resume(rest)
+			return
+		}
+		go pr.callAll(rest, nil)
+	}()
+	for at < len(recs) {
+		pr.callFrom(recs, &at)
 	}
+	returned = true
+	pr.free(recs)
+}
+
+// goexited reports whether the goroutine a promise ended was the promise
+// goroutine (handed is its flag), which another must then replace.
+func (pr *promiseRunner) goexited(handed *bool) bool { return handed != nil && !*handed }
+
+// free frees the buffer space and flush counts of recs, whose promises
+// have run, once per run of records where it can, and recycles them.
+func (pr *promiseRunner) free(recs []*record) {
 	p := pr.p
 	var msgs, bytes int
 	var epoch *flushEpoch
 	for _, r := range recs {
-		if r.epoch == nil {
-			r.release()
-			continue
-		}
-		if r.epoch != epoch {
-			if msgs > 0 {
-				p.buf.releaseN(epoch, msgs, bytes)
+		switch {
+		case r.epoch == nil:
+		case !r.spaced:
+			p.buf.leave(r.epoch) // refused before it took any space
+		default:
+			if r.epoch != epoch {
+				if msgs > 0 {
+					p.buf.releaseN(epoch, msgs, bytes)
+				}
+				epoch, msgs, bytes = r.epoch, 0, 0
 			}
-			epoch, msgs, bytes = r.epoch, 0, 0
+			msgs++
+			bytes += r.size
 		}
-		msgs++
-		bytes += r.size
 		r.release()
 	}
 	if msgs > 0 {
@@ -143,22 +205,22 @@ func (pr *promiseRunner) callAll(recs []*record) {
 	}
 }
 
-// callFrom runs the promises of recs from i on, until one panics (it is
-// recovered and logged); it returns where to go on.
-func (pr *promiseRunner) callFrom(recs []*record, i int) (next int) {
+// callFrom runs the promises of recs from *at on, keeping *at at the one
+// running, until one panics (it is recovered and logged, and *at moves
+// past it) or all have run.
+func (pr *promiseRunner) callFrom(recs []*record, at *int) {
 	defer func() {
 		if v := recover(); v != nil {
 			pr.p.log.Error("promise panicked; the pool goes on", zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
-			next = i + 1
+			*at++
 		}
 	}()
-	for ; i < len(recs); i++ {
-		r := recs[i]
+	for ; *at < len(recs); *at++ {
+		r := recs[*at]
 		msg, err := r.own.msg, r.err
 		if err == nil && msg != nil {
 			msg.Partition, msg.Offset, msg.Timestamp = r.partition, r.offset, r.ts
 		}
 		r.own.promise(msg, err)
 	}
-	return i
 }

@@ -42,8 +42,9 @@ type record struct {
 	batchN int // records in the batch that carried it
 	prodID int // the producer that carried it
 
-	hook  *hookRecord // non-nil only when send hooks are registered
-	epoch *flushEpoch // non-nil while it holds Produce buffer space: the flush epoch it counts in
+	hook   *hookRecord // non-nil only when send hooks are registered
+	epoch  *flushEpoch // a Produce message's flush epoch, until its promise has returned
+	spaced bool        // and it holds buffer space meanwhile (all but one failed before it took any)
 }
 
 // Record states.
@@ -107,7 +108,7 @@ func (r *record) reset() {
 	r.err = nil
 	r.batchN, r.prodID = 0, 0
 	r.hook = nil
-	r.epoch = nil
+	r.epoch, r.spaced = nil, false
 }
 
 // Kafka's record batch (magic 2) header, counted by the broker against

@@ -77,7 +77,26 @@ func (p *ProducerPool) accept(ctx context.Context, msg *sarama.ProducerMessage) 
 		return nil, err
 	}
 	r.hook = hr
+	hr.readCopies(r)
 	return r, nil
+}
+
+// readCopies points the hooks' message at r's copies of its key, value
+// and header bytes: the caller's are the caller's again once the send is
+// accepted (Produce returns at once), and OnSendEnd must not read what
+// the caller wrote there since. r outlives every OnSendEnd call.
+func (hr *hookRecord) readCopies(r *record) {
+	m := hr.msg
+	m.Key, m.Value = nil, nil
+	if r.rec.Key != nil {
+		m.Key = sarama.ByteEncoder(r.rec.Key)
+	}
+	if r.rec.Value != nil {
+		m.Value = sarama.ByteEncoder(r.rec.Value)
+	}
+	if len(r.hdrs) > 0 {
+		m.Headers = append(m.Headers[:0:0], r.hdrs...)
+	}
 }
 
 // hookStart runs the send-start hooks on the pool's copy of msg (an empty

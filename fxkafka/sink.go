@@ -44,6 +44,14 @@ type lanePart struct {
 	notBefore    time.Time // retry backoff
 	seq          int32     // the next sequence number (idempotence)
 	splitLimit   int       // > 0: cut at most this many records (a batch the broker refused for one of them)
+	// behind are records taken off the lane to fail (takeAllLocked) while
+	// a batch of it was in flight or its outcome being delivered
+	// (finishing counts the finishers doing so): they fail with behindErr
+	// once that is over (producer.finished), so that their outcomes follow
+	// its, as produced.
+	behind    []*record
+	behindErr error
+	finishing int
 }
 
 // batch is the records of one lane and partition that go in one request.
@@ -110,14 +118,24 @@ func (ps *partState) hasWorkLocked() bool {
 	return false
 }
 
-// takeAllLocked removes what waits on the partition and is not in flight:
-// records never sent, and batches waiting to be sent again.
-func (ps *partState) takeAllLocked(idempotent bool) (recs []*record, again []*batch) {
+// takeAllLocked removes what waits on the partition and is not in flight,
+// for the caller to fail with err: records never sent, and batches waiting
+// to be sent again. A lane's records behind a batch in flight, or one
+// whose outcome is being delivered, are kept to fail with err after it
+// (lanePart.behind).
+func (ps *partState) takeAllLocked(idempotent bool, err error) (recs []*record, again []*batch) {
 	for _, lp := range ps.lanes {
 		if lp == nil {
 			continue
 		}
-		recs = append(recs, lp.pending...)
+		if lp.inflight != nil || lp.finishing > 0 {
+			lp.behind = append(lp.behind, lp.pending...)
+			lp.behindErr = err
+		} else {
+			recs = append(recs, lp.behind...)
+			recs = append(recs, lp.pending...)
+			lp.behind, lp.behindErr = nil, nil
+		}
 		lp.pending, lp.pendingBytes = nil, 0
 		if b := lp.retry; b != nil {
 			// A retry batch never written gives its sequence numbers back
