@@ -150,14 +150,15 @@ type Config struct {
 	// negative value means no wait at all, whatever the default. The wait
 	// is a Go timer, which on Linux wakes an otherwise idle process at a
 	// millisecond's granularity: a linger under a millisecond waits about
-	// one. Without a linger (0, the default), a batch still waits up to
+	// one. Without a linger (0, the default), a batch still waits about
 	// 50 µs for more messages while requests pipeline (a broker 1 ms away
 	// or more), its connection already carries a request and 64 or more
-	// sends are in progress: records then come faster than answers, and a
-	// broker answers one request carrying many sooner than many carrying
-	// one (256 senders 1 ms from a broker got 20-26% more sends/s, at a
-	// lower p50); a message placed behind such a batch once its 50 µs are
-	// over sends it, whatever the timer. A negative Linger turns that off
+	// messages are in flight (Stats.InFlight): records then come faster
+	// than answers, and a broker answers one request carrying many sooner
+	// than many carrying one (256 senders 1 ms from a broker got 20-26%
+	// more sends/s, at a lower p50). The next message placed behind such a
+	// batch once its 50 µs are over sends it; if none comes, the timer
+	// does, possibly a millisecond late. A negative Linger turns that off
 	// too. Env: KAFKA_LINGER, a Go duration such as "5ms".
 	Linger time.Duration `json:"linger" yaml:"linger" env:"KAFKA_LINGER"`
 

@@ -48,13 +48,13 @@
 // as TCP Vegas sizes a window: up to Net.MaxOpenRequests (16 by default),
 // down to 2 while requests wait at the broker; and a
 // keyless record goes to a partition where a lane and a request slot are
-// free, so records spread rather than queue. Under load (64 or more sends
-// in progress) a batch whose connection already carries a request waits
-// up to 50 µs for more records (Config.Linger), so that the broker answers
-// fewer, fuller requests. When it is not (a broker on
+// free, so records spread rather than queue. When it is not (a broker on
 // loopback), one request is in flight per connection, the records that
 // arrive meanwhile make the next batch larger, and keyless records stay on
-// one partition for 64 KiB.
+// one partition for 64 KiB. While requests pipeline and 64 or more
+// messages are in flight (Stats.InFlight), a batch whose connection
+// already carries a request waits about 50 µs for more records
+// (Config.Linger), so that the broker answers fewer, fuller requests.
 //
 // # Provisioning
 //

@@ -20,7 +20,7 @@ func TestABatchIsHeldBrieflyOnlyWhileSendsComeFasterThanAnswers(t *testing.T) {
 	type world struct {
 		piped    bool // requests pipeline
 		carrying int  // requests the partition's connection carries
-		sends    int  // sends in progress in the pool
+		sends    int  // messages in flight in the pool (Stats.InFlight)
 		flushing bool
 		linger   time.Duration // Config.Linger
 	}
@@ -66,7 +66,7 @@ func TestABatchIsHeldBrieflyOnlyWhileSendsComeFasterThanAnswers(t *testing.T) {
 	for name, w := range map[string]world{
 		"requests do not pipeline":    {piped: false, carrying: 1, sends: holdSends},
 		"the connection carries none": {piped: true, carrying: 0, sends: holdSends},
-		"few sends in progress":       {piped: true, carrying: 1, sends: holdSends - 1},
+		"few messages in flight":      {piped: true, carrying: 1, sends: holdSends - 1},
 		"a Flush waits":               {piped: true, carrying: 1, sends: holdSends, flushing: true},
 		"Linger is negative":          {piped: true, carrying: 1, sends: holdSends, linger: -1},
 	} {

@@ -30,9 +30,11 @@ type Hook any
 // msg is the pool's own copy of the caller's message, Headers slice included: the hook may add,
 // remove or replace headers (to propagate a trace context, say), and they are sent while the
 // caller's message stays as it was. The bytes a header points to are still the caller's: replace a
-// header's Key or Value with new bytes, never edit them in place. Once the pool has taken the
-// message, msg's Key, Value and header bytes are the pool's copies (what is sent), so a caller
-// reusing its own bytes after [ProducerPool.Produce] returned changes nothing a hook reads. It must
+// header's Key or Value with new bytes, never edit them in place. Once OnSendStart has returned
+// and the pool has copied the message, it sets msg's Key and Value to [sarama.ByteEncoder]s and
+// its Headers to a slice of their own, all of the pool's copies (what is sent), so a caller
+// reusing its own bytes after [ProducerPool.Produce] returned changes nothing a hook reads; a hook
+// that keeps msg between its two calls must not read it from another goroutine meanwhile. It must
 // not keep msg after [HookSendEnd.OnSendEnd]. The context returned replaces ctx for this message's
 // [HookSendEnd.OnSendEnd] call (a tracing hook returns the context holding its span); it never
 // changes how long the caller waits.

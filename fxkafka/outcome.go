@@ -84,10 +84,17 @@ func (pr *producer) settle(b *batch, block *sarama.ProduceResponseBlock, reqErr 
 	lp := ps.lanes[b.lane]
 	lp.inflight = nil
 	ps.flying.Add(-1)
-	// Until fin has delivered this outcome, records taken off the lane to
-	// fail wait behind it (takeAllLocked): theirs must follow.
+	// Until fin has delivered this outcome, records of the lane given up
+	// on wait behind it (takeAllLocked): theirs must follow. So do those
+	// given up on while b was in flight, unless b is to be sent again.
 	lp.finishing++
 	fin.lanes = append(fin.lanes, laneOf{ps, lp})
+	defer func() {
+		if lp.retry != b {
+			lp.behind = append(lp.behind, b.behind...)
+			b.behind = nil
+		}
+	}()
 
 	if reqErr != nil {
 		if sent {
@@ -277,22 +284,20 @@ type laneOf struct {
 	lp *lanePart
 }
 
-// finished ends l's part in a finisher that has delivered its outcomes,
-// and fails the records kept behind it (lanePart.behind) once nothing of
-// the lane is in flight, waiting to be sent again, or being delivered.
+// finished ends l's part in a finisher that has delivered its outcomes;
+// once no finisher of the lane is at work, the records given up on behind
+// them (lanePart.behind) fail.
 func (pr *producer) finished(l laneOf) {
 	l.ps.mu.Lock()
 	lp := l.lp
 	lp.finishing--
-	var behind []*record
-	var err error
-	if lp.finishing == 0 && lp.inflight == nil && lp.retry == nil {
-		behind, err = lp.behind, lp.behindErr
-		lp.behind, lp.behindErr = nil, nil
+	var behind []given
+	if lp.finishing == 0 {
+		behind, lp.behind = lp.behind, nil
 	}
 	l.ps.mu.Unlock()
-	if len(behind) > 0 {
-		pr.failUnsent(behind, err)
+	for _, g := range behind {
+		pr.failUnsent(g.recs, g.err)
 	}
 }
 

@@ -69,21 +69,28 @@ func (p *ProducerPool) Produce(ctx context.Context, msg *sarama.ProducerMessage,
 		}
 		p.promises.push(r)
 	}
+	// On a closed pool the outcome is ErrPoolClosed whatever ctx says, as
+	// dispatch would give (reserve, woken by both, may report either).
 	if err := p.buf.reserve(ctx, r, p.closing); err != nil {
-		fail(err)
+		fail(p.closedOr(err))
 		return
 	}
 	if err := ctx.Err(); err != nil {
-		select {
-		case <-p.closing:
-			fail(closedErr) // on a closed pool whatever ctx says, as dispatch would
-		default:
-			fail(unavailable(err))
-		}
+		fail(p.closedOr(unavailable(err)))
 		return
 	}
 	if err := p.dispatch(ctx, r.self(), 0, nil); err != nil {
 		fail(plainRefusal(err))
+	}
+}
+
+// closedOr is ErrPoolClosed's error for a send once Close has begun, else err.
+func (p *ProducerPool) closedOr(err error) error {
+	select {
+	case <-p.closing:
+		return closedErr
+	default:
+		return err
 	}
 }
 

@@ -808,3 +808,48 @@ func TestALingeringStreamThroughATinyBufferNeverStalls(t *testing.T) {
 	require.Len(t, recs, n)
 	checkOrder(t, recs)
 }
+
+// TestPromisesBehindABatchInFlightRunAfterIts: the producer gives up on a
+// partition's records (as Close does, or a producer's retirement) while
+// the batch ahead of them is in flight, held at the broker. They fail as
+// not sent, and their promises run after that batch's, in produce order.
+func TestPromisesBehindABatchInFlightRunAfterIts(t *testing.T) {
+	checkLeaks(t)
+	c := startBroker(t, "", topic)
+	p := newTestPool(t, testConfig(c.ListenAddrs()...))
+	_, _, err := p.SendMessage(context.Background(), msg("warm-up"))
+	require.NoError(t, err)
+	held, release := holdProduce(t, c)
+
+	var mu sync.Mutex
+	var order []string
+	errs := map[string]error{}
+	promise := func(name string) func(*sarama.ProducerMessage, error) {
+		return func(_ *sarama.ProducerMessage, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			order = append(order, name)
+			errs[name] = err
+		}
+	}
+	keyed := func(v string) *sarama.ProducerMessage {
+		return &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder("same-key"), Value: sarama.StringEncoder(v)}
+	}
+	p.Produce(context.Background(), keyed("first"), promise("first"))
+	<-held // first's batch is in flight
+	p.Produce(context.Background(), keyed("second"), promise("second"))
+	p.Produce(context.Background(), keyed("third"), promise("third"))
+
+	prs := p.allProducers()
+	require.Len(t, prs, 1)
+	prs[0].failAll(errors.New("given up on by the test"))
+	release() // first's batch is answered
+	require.NoError(t, p.Flush(context.Background()))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"first", "second", "third"}, order, "promises of one partition out of produce order")
+	assert.NoError(t, errs["first"])
+	for _, name := range []string{"second", "third"} {
+		assert.ErrorIs(t, errs[name], ErrUnavailable, "%s was given up on before it was sent", name)
+	}
+}

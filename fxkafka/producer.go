@@ -218,9 +218,11 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 }
 
 // heldPastLocked reports whether lp, a lane of ps (whose lock is held),
-// now has a batch listed on its sink and held for more records (holdFor)
-// past its time, with a record just placed behind it: the sink's timer may
-// wake up to a millisecond late, so the placing call wakes the sink.
+// now has a batch listed on its sink whose first record waited longer than
+// the pipelined hold (holdFor), with a record just placed behind it: the
+// sink's timer may wake up to a millisecond late, so the placing call
+// wakes the sink. It does not ask whether the batch is held for that or
+// waits for a request slot: a sink woken for nothing returns at once.
 func (pr *producer) heldPastLocked(ps *partState, lp *lanePart, now time.Time) bool {
 	return pr.set.hold > 0 && !now.IsZero() && ps.sink != nil && ps.inReady && lp.inflight == nil &&
 		len(lp.pending) > 1 && !now.Before(lp.pending[0].enqueued.Add(pr.set.hold))
@@ -469,10 +471,14 @@ func (pr *producer) failWaiting(cause error, only func(*partState) bool) {
 				out, bs = ps.takeAllLocked(pr.idempotent, notSent)
 			}
 			ps.mu.Unlock()
-			// A lane's batch waiting to be sent again is older than its
-			// records never sent: its outcomes come first.
+			// A lane's batch waiting to be sent again is older than the
+			// records given up on behind it, and they than its records
+			// never sent: outcomes come in that order.
 			for _, b := range bs {
 				pr.failBatch(b, cause)
+				for _, g := range b.behind {
+					pr.failUnsent(g.recs, g.err)
+				}
 			}
 			pr.failUnsent(out, notSent)
 		}

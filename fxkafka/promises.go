@@ -148,8 +148,9 @@ func (pr *promiseRunner) callOne(r *record) { pr.callAll(r.self(), nil) }
 // and flush counts, once per run of records where it can. A promise that
 // panics is recovered (callFrom); one that ends the goroutine instead
 // (runtime.Goexit) cannot be: the records up to it are freed on the way
-// out, and, if handed is non-nil and the goroutine is the promise
-// goroutine, a new goroutine takes the promises after it and the queue.
+// out and, on the promise goroutine (handed is its flag; nil for callOne's
+// single record), a new goroutine takes the promises after it and the
+// queue.
 func (pr *promiseRunner) callAll(recs []*record, handed *bool) {
 	at, returned := 0, false
 	defer func() {
@@ -158,13 +159,10 @@ func (pr *promiseRunner) callAll(recs []*record, handed *bool) {
 		}
 		pr.p.log.Error("promise ended its goroutine (runtime.Goexit); the pool goes on with the next promise")
 		pr.free(recs[:at+1])
-		rest := recs[at+1:]
-		if pr.goexited(handed) {
+		if handed != nil {
 			*handed = true
-			go pr.resume(rest)
-			return
+			go pr.resume(recs[at+1:])
 		}
-		go pr.callAll(rest, nil)
 	}()
 	for at < len(recs) {
 		pr.callFrom(recs, &at)
@@ -172,10 +170,6 @@ func (pr *promiseRunner) callAll(recs []*record, handed *bool) {
 	returned = true
 	pr.free(recs)
 }
-
-// goexited reports whether the goroutine a promise ended was the promise
-// goroutine (handed is its flag), which another must then replace.
-func (pr *promiseRunner) goexited(handed *bool) bool { return handed != nil && !*handed }
 
 // free frees the buffer space and flush counts of recs, whose promises
 // have run, once per run of records where it can, and recycles them.

@@ -34,7 +34,7 @@ const (
 	pipelineDepth = 16
 	// pipelinedHold is how long a batch waits for more records, without a
 	// linger, when its connection already carries a request and at least
-	// holdSends sends are in progress (producer.holdFor): then records come
+	// holdSends messages are in flight (Stats.InFlight; producer.holdFor): then records come
 	// faster than requests are answered, and one request carrying several
 	// costs the broker less than several carrying one each. 256 senders
 	// got, 1 ms from librdkafka's mock cluster, 133-142k sends/s at a p50

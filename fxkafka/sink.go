@@ -44,14 +44,19 @@ type lanePart struct {
 	notBefore    time.Time // retry backoff
 	seq          int32     // the next sequence number (idempotence)
 	splitLimit   int       // > 0: cut at most this many records (a batch the broker refused for one of them)
-	// behind are records taken off the lane to fail (takeAllLocked) while
-	// a batch of it was in flight or its outcome being delivered
-	// (finishing counts the finishers doing so): they fail with behindErr
-	// once that is over (producer.finished), so that their outcomes follow
-	// its, as produced.
-	behind    []*record
-	behindErr error
+	// behind are records given up on (takeAllLocked) while a finisher
+	// delivered the outcome of the lane's last batch (finishing counts
+	// those at work): they fail once it has (producer.finished), so that
+	// their outcomes follow its, as produced.
+	behind    []given
 	finishing int
+}
+
+// given is records given up on before they were sent, to fail with err
+// once the outcome of the batch ahead of them is delivered.
+type given struct {
+	recs []*record
+	err  error
 }
 
 // batch is the records of one lane and partition that go in one request.
@@ -66,6 +71,7 @@ type batch struct {
 	rb           *sarama.RecordBatch
 	encoded      []byte // non-nil iff rb carries records the pool encoded: that buffer, recycled once the broker stores them
 	set          *sarama.MessageSet
+	behind       []given // records of its lane given up on while it was in flight: they fail after its outcome
 }
 
 func (ps *partState) laneLocked(i int) *lanePart {
@@ -120,21 +126,23 @@ func (ps *partState) hasWorkLocked() bool {
 
 // takeAllLocked removes what waits on the partition and is not in flight,
 // for the caller to fail with err: records never sent, and batches waiting
-// to be sent again. A lane's records behind a batch in flight, or one
-// whose outcome is being delivered, are kept to fail with err after it
-// (lanePart.behind).
+// to be sent again (with the records given up on behind them). A lane's
+// records behind a batch in flight, or behind one whose outcome a finisher
+// is delivering, are kept to fail with err after it (batch.behind,
+// lanePart.behind).
 func (ps *partState) takeAllLocked(idempotent bool, err error) (recs []*record, again []*batch) {
 	for _, lp := range ps.lanes {
 		if lp == nil {
 			continue
 		}
-		if lp.inflight != nil || lp.finishing > 0 {
-			lp.behind = append(lp.behind, lp.pending...)
-			lp.behindErr = err
-		} else {
-			recs = append(recs, lp.behind...)
+		switch {
+		case len(lp.pending) == 0:
+		case lp.inflight != nil:
+			lp.inflight.behind = append(lp.inflight.behind, given{lp.pending, err})
+		case lp.finishing > 0:
+			lp.behind = append(lp.behind, given{lp.pending, err})
+		default:
 			recs = append(recs, lp.pending...)
-			lp.behind, lp.behindErr = nil, nil
 		}
 		lp.pending, lp.pendingBytes = nil, 0
 		if b := lp.retry; b != nil {
@@ -678,7 +686,8 @@ func isConnectionError(err error) bool {
 
 // holdFor is how long a batch of ps, whose lock is held, waits for more
 // records before it leaves (pipelinedHold): while requests pipeline, ps's
-// connection carries one already and holdSends sends are in progress.
+// connection carries one already and holdSends messages are in flight
+// (Stats.InFlight).
 // Otherwise 0: it leaves at once.
 func (pr *producer) holdFor(ps *partState) time.Duration {
 	hold := pr.set.hold
