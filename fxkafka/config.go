@@ -150,7 +150,8 @@ type Config struct {
 	// negative value means no wait at all, whatever the default. The wait
 	// is a Go timer, which on Linux wakes an otherwise idle process at a
 	// millisecond's granularity: a linger under a millisecond waits about
-	// one. Without a linger (0, the default), a batch still waits about
+	// one. Without a linger (0, the default), a batch of synchronous sends
+	// (Produce's fill while it waits for buffer space) still waits about
 	// 50 µs for more messages while requests pipeline (a broker 1 ms away
 	// or more), its connection already carries a request and 64 or more
 	// messages are in flight (Stats.InFlight): records then come faster

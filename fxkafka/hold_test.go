@@ -59,6 +59,13 @@ func TestABatchIsHeldBrieflyOnlyWhileSendsComeFasterThanAnswers(t *testing.T) {
 		assert.False(t, sent, "the batch waits for more records")
 		assert.Equal(t, placed.Add(pipelinedHold), at, "the sink looks again when the hold is over")
 	})
+	t.Run("sent at once: placed without a clock (Produce's)", func(t *testing.T) {
+		placedAt := placed
+		placed = time.Time{}
+		defer func() { placed = placedAt }()
+		sent, _ := cut(t, busy, early)
+		assert.True(t, sent)
+	})
 	t.Run("sent once the hold is over", func(t *testing.T) {
 		sent, _ := cut(t, busy, placed.Add(pipelinedHold))
 		assert.True(t, sent)

@@ -685,10 +685,11 @@ func isConnectionError(err error) bool {
 }
 
 // holdFor is how long a batch of ps, whose lock is held, waits for more
-// records before it leaves (pipelinedHold): while requests pipeline, ps's
-// connection carries one already and holdSends messages are in flight
-// (Stats.InFlight).
-// Otherwise 0: it leaves at once.
+// records from its first record's placement before it leaves
+// (pipelinedHold): while requests pipeline, ps's connection carries one
+// already and holdSends messages are in flight (Stats.InFlight); otherwise
+// 0, it leaves at once. A Produce record, placed without a clock, is not
+// held.
 func (pr *producer) holdFor(ps *partState) time.Duration {
 	hold := pr.set.hold
 	if hold <= 0 || !pr.pipe.pipelining() || pr.pool.inFlight.Load() < holdSends {
