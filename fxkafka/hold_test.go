@@ -37,8 +37,10 @@ func TestABatchIsHeldBrieflyOnlyWhileSendsComeFasterThanAnswers(t *testing.T) {
 		ps := &partState{topic: &topicState{name: topic}, sink: s}
 		r := &record{size: 10, enqueued: placed, ts: placed}
 		r.state.Store(stQueued)
+		ps.mu.Lock()
 		lp := ps.laneLocked(0)
 		lp.pending, lp.pendingBytes = []*record{r}, r.size
+		ps.mu.Unlock()
 		p.inFlight.Store(int64(w.sends))
 		if w.flushing {
 			p.flushing.Add(1)
@@ -103,6 +105,8 @@ func TestABatchHeldPastItsTimeIsSentByTheNextRecord(t *testing.T) {
 	placed := time.Unix(1_700_000_000, 0)
 	lane := func(listed bool, inflight bool, n int) (*partState, *lanePart) {
 		ps := &partState{topic: &topicState{name: topic}, sink: &sink{pr: pr, wake: make(chan struct{}, 1)}, inReady: listed}
+		ps.mu.Lock()
+		defer ps.mu.Unlock()
 		lp := ps.laneLocked(0)
 		for range n {
 			lp.pending = append(lp.pending, &record{enqueued: placed})
@@ -113,6 +117,8 @@ func TestABatchHeldPastItsTimeIsSentByTheNextRecord(t *testing.T) {
 		return ps, lp
 	}
 	past := placed.Add(pipelinedHold)
+	// The partitions are the test's own, on its goroutine: heldPastLocked
+	// reads them without their lock.
 	ps, lp := lane(true, false, 2)
 	assert.True(t, pr.heldPastLocked(ps, lp, past), "held past its time: the placing call sends it")
 	assert.False(t, pr.heldPastLocked(ps, lp, placed.Add(pipelinedHold-1)), "still within its hold")

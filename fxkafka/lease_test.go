@@ -242,14 +242,14 @@ func TestAReleasedLeaseGivesItsSlotToSharedSends(t *testing.T) {
 
 // A lease's send refused before anything was written (no transaction open,
 // the lease released) must not be classed, counted or reported as "outcome
-// unknown": design.md says a message refused without being written "is told
-// so with a class of its own, never 'outcome unknown'", and Stats.FailedUnknown
-// counts "messages failed with a DeliveryError (may have been written)".
+// unknown": ErrLeaseReleased and ErrNoTransaction say nothing was sent,
+// ErrorClass puts them in the classes that say so, and Stats.FailedUnknown
+// counts only messages that may have been written.
 func TestALeaseSendRefusedBeforeWritingIsNeverOutcomeUnknown(t *testing.T) {
 	checkLeaks(t)
 	c := startBroker(t, "", topic)
 	cfg := testConfig(c.ListenAddrs()...)
-	cfg.TransactionalID = "adv2-tx"
+	cfg.TransactionalID = "lease-refused-tx"
 	p := newTestPool(t, cfg)
 	ctx := context.Background()
 

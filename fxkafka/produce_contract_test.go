@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,7 +74,7 @@ func TestAPromiseThatExitsItsGoroutineDoesNotStrandTheOthers(t *testing.T) {
 	p.Produce(context.Background(), msg("exits"), func(*sarama.ProducerMessage, error) { runtime.Goexit() })
 	done := make(chan error, 1)
 	p.Produce(context.Background(), msg("after"), func(_ *sarama.ProducerMessage, err error) { done <- err })
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	assert.NoError(t, p.Flush(ctx), "Flush never saw the promises run")
 	// Close promises every promise is called before it returns.
@@ -126,10 +128,10 @@ func TestCallerReusingItsBytesAfterProduceDoesNotChangeWhatHooksSee(t *testing.T
 	m := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(val), Headers: []sarama.RecordHeader{{Key: []byte("h"), Value: hv}}}
 	done := make(chan error, 1)
 	p.Produce(context.Background(), m, func(_ *sarama.ProducerMessage, err error) { done <- err })
-	<-held
-	// The caller owns its bytes again: reuse them.
+	// The caller owns its bytes again as soon as Produce returns: reuse them.
 	copy(val, "MUTATED!")
 	copy(hv, "MUTATED!")
+	<-held
 	release()
 	require.NoError(t, <-done)
 	require.NoError(t, p.Flush(context.Background()))
@@ -192,20 +194,8 @@ func TestPromisesOfOnePartitionRunInProduceOrderWhenCloseGivesUp(t *testing.T) {
 	fh := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.NotEnoughReplicas, Count: -1})
 	defer fh.Remove()
 
-	var mu sync.Mutex
-	var order []string
-	errs := map[string]error{}
-	promise := func(name string) func(*sarama.ProducerMessage, error) {
-		return func(_ *sarama.ProducerMessage, err error) {
-			mu.Lock()
-			defer mu.Unlock()
-			order = append(order, name)
-			errs[name] = err
-		}
-	}
-	keyed := func(v string) *sarama.ProducerMessage {
-		return &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder("same-key"), Value: sarama.StringEncoder(v)}
-	}
+	var o outcomesInOrder
+	promise := o.promise
 	p.Produce(context.Background(), keyed("first"), promise("first"))
 	waitFor(t, 5*time.Second, "the first batch to wait for its retry", func() bool { return lanesRetrying(p) })
 	p.Produce(context.Background(), keyed("second"), promise("second"))
@@ -214,8 +204,7 @@ func TestPromisesOfOnePartitionRunInProduceOrderWhenCloseGivesUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_ = p.Close(ctx) // gives up at once
-	mu.Lock()
-	defer mu.Unlock()
+	order, errs := o.taken()
 	for name, err := range errs {
 		assert.True(t, errors.Is(err, ErrPoolClosed) || errors.Is(err, ErrUnavailable), "%s: %v", name, err)
 	}
@@ -345,6 +334,11 @@ func TestPromisesCalledBeforeCloseReturnsWhileProduceRaces(t *testing.T) {
 					}
 				})
 			}
+			t.Cleanup(func() { // on a failure before Close: stop the producers
+				closeCalled.Store(true)
+				_ = p.Close(context.Background())
+				wg.Wait()
+			})
 			waitFor(t, 5*time.Second, "some produced", func() bool { return produced.Load() > 2000 })
 			closeCalled.Store(true)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -476,38 +470,6 @@ func TestProduceKeepsOrderUnderEveryChaosFault(t *testing.T) {
 	}
 }
 
-// countHook counts each message's send hooks by value.
-type countHook struct {
-	mu     sync.Mutex
-	starts map[string]int
-	ends   map[string]int
-}
-
-func newCountHook() *countHook {
-	return &countHook{starts: map[string]int{}, ends: map[string]int{}}
-}
-
-func valueOf(m *sarama.ProducerMessage) string {
-	if m == nil || m.Value == nil {
-		return ""
-	}
-	v, _ := m.Value.Encode()
-	return string(v)
-}
-
-func (h *countHook) OnSendStart(ctx context.Context, m *sarama.ProducerMessage) context.Context {
-	h.mu.Lock()
-	h.starts[valueOf(m)]++
-	h.mu.Unlock()
-	return ctx
-}
-
-func (h *countHook) OnSendEnd(_ context.Context, m *sarama.ProducerMessage, _ SendInfo) {
-	h.mu.Lock()
-	h.ends[valueOf(m)]++
-	h.mu.Unlock()
-}
-
 // TestProduceUnderChaosWithCloseMidFault: a Produce stream during a
 // fault, and Close with a short context in the middle of it. Every promise
 // runs exactly once before Close returns; each send hook exactly once per
@@ -522,7 +484,7 @@ func TestProduceUnderChaosWithCloseMidFault(t *testing.T) {
 				cfg := testConfig(env.c().ListenAddrs()...)
 				cfg.Idempotent = idem
 				cfg.MaxBufferedMessages = 2000
-				h := newCountHook()
+				h := newCountingHook(false)
 				p, err := New(cfg, WithHook(h))
 				require.NoError(t, err)
 				_, _, err = p.SendMessage(context.Background(), msg("warm-up"))
@@ -566,12 +528,18 @@ func TestProduceUnderChaosWithCloseMidFault(t *testing.T) {
 						}
 					}
 				}()
+				stopOnce := sync.OnceFunc(func() { close(stop) })
+				t.Cleanup(func() { // on a failure before Close: stop the stream
+					stopOnce()
+					_ = p.Close(context.Background())
+					<-done
+				})
 				waitFor(t, 10*time.Second, "a stream under way", func() bool { return n.Load() > 5000 })
 				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 				defer cancel()
 				closeErr := p.Close(ctx)
 				closeReturned.Store(true)
-				close(stop)
+				stopOnce()
 				<-done
 				end()
 				if closeErr != nil {
@@ -809,11 +777,11 @@ func TestALingeringStreamThroughATinyBufferNeverStalls(t *testing.T) {
 	checkOrder(t, recs)
 }
 
-// TestPromisesBehindABatchInFlightRunAfterIts: the producer gives up on a
+// TestPromisesBehindABatchInFlightRunAfterThatBatchs: the producer gives up on a
 // partition's records (as Close does, or a producer's retirement) while
 // the batch ahead of them is in flight, held at the broker. They fail as
 // not sent, and their promises run after that batch's, in produce order.
-func TestPromisesBehindABatchInFlightRunAfterIts(t *testing.T) {
+func TestPromisesBehindABatchInFlightRunAfterThatBatchs(t *testing.T) {
 	checkLeaks(t)
 	c := startBroker(t, "", topic)
 	p := newTestPool(t, testConfig(c.ListenAddrs()...))
@@ -821,20 +789,8 @@ func TestPromisesBehindABatchInFlightRunAfterIts(t *testing.T) {
 	require.NoError(t, err)
 	held, release := holdProduce(t, c)
 
-	var mu sync.Mutex
-	var order []string
-	errs := map[string]error{}
-	promise := func(name string) func(*sarama.ProducerMessage, error) {
-		return func(_ *sarama.ProducerMessage, err error) {
-			mu.Lock()
-			defer mu.Unlock()
-			order = append(order, name)
-			errs[name] = err
-		}
-	}
-	keyed := func(v string) *sarama.ProducerMessage {
-		return &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder("same-key"), Value: sarama.StringEncoder(v)}
-	}
+	var o outcomesInOrder
+	promise := o.promise
 	p.Produce(context.Background(), keyed("first"), promise("first"))
 	<-held // first's batch is in flight
 	p.Produce(context.Background(), keyed("second"), promise("second"))
@@ -845,11 +801,37 @@ func TestPromisesBehindABatchInFlightRunAfterIts(t *testing.T) {
 	prs[0].failAll(errors.New("given up on by the test"))
 	release() // first's batch is answered
 	require.NoError(t, p.Flush(context.Background()))
-	mu.Lock()
-	defer mu.Unlock()
+	order, errs := o.taken()
 	require.Equal(t, []string{"first", "second", "third"}, order, "promises of one partition out of produce order")
 	assert.NoError(t, errs["first"])
 	for _, name := range []string{"second", "third"} {
 		assert.ErrorIs(t, errs[name], ErrUnavailable, "%s was given up on before it was sent", name)
 	}
+}
+
+// outcomesInOrder records the order in which promises run, and each one's
+// error, by name.
+type outcomesInOrder struct {
+	mu    sync.Mutex
+	order []string
+	errs  map[string]error
+}
+
+func (o *outcomesInOrder) promise(name string) func(*sarama.ProducerMessage, error) {
+	return func(_ *sarama.ProducerMessage, err error) {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if o.errs == nil {
+			o.errs = map[string]error{}
+		}
+		o.order = append(o.order, name)
+		o.errs[name] = err
+	}
+}
+
+// taken returns what was recorded so far.
+func (o *outcomesInOrder) taken() ([]string, map[string]error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.order), maps.Clone(o.errs)
 }

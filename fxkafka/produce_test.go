@@ -35,12 +35,12 @@ func (ps *promises) for_(i int, m *sarama.ProducerMessage) func(*sarama.Producer
 		if got != m {
 			ps.bad.Add(1)
 		}
-		ps.calls[i].Add(1)
 		if err != nil {
 			ps.mu.Lock()
 			ps.errs[i] = err
 			ps.mu.Unlock()
 		}
+		ps.calls[i].Add(1) // last: a waiter that sees it sees the error too
 	}
 }
 
