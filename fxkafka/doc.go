@@ -52,9 +52,10 @@
 // loopback), one request is in flight per connection, the records that
 // arrive meanwhile make the next batch larger, and keyless records stay on
 // one partition for 64 KiB. While requests pipeline and 64 or more
-// messages are in flight (Stats.InFlight), a batch whose connection
-// already carries a request waits about 50 µs for more records
-// (Config.Linger), so that the broker answers fewer, fuller requests.
+// messages are in flight (Stats.InFlight), a batch of synchronous sends
+// whose connection already carries a request waits about 50 µs for more
+// records (Config.Linger), so that the broker answers fewer, fuller
+// requests.
 //
 // # Provisioning
 //
