@@ -25,7 +25,9 @@ func TestABatchIsHeldBrieflyOnlyWhileSendsComeFasterThanAnswers(t *testing.T) {
 		linger   time.Duration // Config.Linger
 	}
 	busy := world{piped: true, carrying: 1, sends: holdSends}
-	cut := func(t *testing.T, w world, now time.Time) (sent bool, wakeAt time.Time) {
+	// cut cuts, at now, a partition whose one record was placed at
+	// placedAt (zero: placed without a clock, as Produce's records are).
+	cut := func(t *testing.T, w world, placedAt, now time.Time) (sent bool, wakeAt time.Time) {
 		cfg := testConfig(freeAddr(t))
 		cfg.Linger = w.linger
 		p := newTestPool(t, cfg)
@@ -35,7 +37,7 @@ func TestABatchIsHeldBrieflyOnlyWhileSendsComeFasterThanAnswers(t *testing.T) {
 		s := &sink{pr: pr, wake: make(chan struct{}, 1)}
 		s.flying.Store(int32(w.carrying))
 		ps := &partState{topic: &topicState{name: topic}, sink: s}
-		r := &record{size: 10, enqueued: placed, ts: placed}
+		r := &record{size: 10, enqueued: placedAt, ts: placed}
 		r.state.Store(stQueued)
 		ps.mu.Lock()
 		lp := ps.laneLocked(0)
@@ -57,19 +59,16 @@ func TestABatchIsHeldBrieflyOnlyWhileSendsComeFasterThanAnswers(t *testing.T) {
 	early := placed.Add(pipelinedHold / 2)
 
 	t.Run("held while busy", func(t *testing.T) {
-		sent, at := cut(t, busy, early)
+		sent, at := cut(t, busy, placed, early)
 		assert.False(t, sent, "the batch waits for more records")
 		assert.Equal(t, placed.Add(pipelinedHold), at, "the sink looks again when the hold is over")
 	})
 	t.Run("sent at once: placed without a clock (Produce's)", func(t *testing.T) {
-		placedAt := placed
-		placed = time.Time{}
-		defer func() { placed = placedAt }()
-		sent, _ := cut(t, busy, early)
+		sent, _ := cut(t, busy, time.Time{}, early)
 		assert.True(t, sent)
 	})
 	t.Run("sent once the hold is over", func(t *testing.T) {
-		sent, _ := cut(t, busy, placed.Add(pipelinedHold))
+		sent, _ := cut(t, busy, placed, placed.Add(pipelinedHold))
 		assert.True(t, sent)
 	})
 	for name, w := range map[string]world{
@@ -80,7 +79,7 @@ func TestABatchIsHeldBrieflyOnlyWhileSendsComeFasterThanAnswers(t *testing.T) {
 		"Linger is negative":          {piped: true, carrying: 1, sends: holdSends, linger: -1},
 	} {
 		t.Run("sent at once: "+name, func(t *testing.T) {
-			sent, at := cut(t, w, early)
+			sent, at := cut(t, w, placed, early)
 			assert.True(t, sent)
 			assert.True(t, at.IsZero(), "nothing left to look at again")
 		})
@@ -88,7 +87,7 @@ func TestABatchIsHeldBrieflyOnlyWhileSendsComeFasterThanAnswers(t *testing.T) {
 	t.Run("a linger governs instead", func(t *testing.T) {
 		w := busy
 		w.linger = time.Second
-		sent, at := cut(t, w, early)
+		sent, at := cut(t, w, placed, early)
 		assert.False(t, sent)
 		assert.Equal(t, placed.Add(time.Second), at, "the linger's time, not the hold's")
 	})

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,19 +43,7 @@ func TestFlushWaitsForThePromiseOfARefusedMessage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newTestPool(t, testConfig(freeAddr(t))) // never reached: the message is refused first
-			running, unblock := make(chan struct{}), make(chan struct{})
-			var gotErr error
-			p.Produce(context.Background(), tt.give, func(_ *sarama.ProducerMessage, err error) {
-				gotErr = err
-				close(running)
-				<-unblock
-			})
-			<-running
-			ctx, cancel := context.WithCancel(context.Background())
-			cancel()
-			flushErr := p.Flush(ctx) // the promise has not returned: Flush must not report everything done
-			close(unblock)
-			require.NoError(t, p.Flush(context.Background()))
+			gotErr, flushErr := flushWhileAPromiseRuns(t, p, tt.give)
 			require.ErrorIs(t, gotErr, ErrInvalidMessage)
 			require.Error(t, flushErr, "Flush returned nil while the promise of a message produced before it was still running")
 		})
@@ -153,23 +140,14 @@ func TestCallerReusingItsBytesAfterProduceDoesNotChangeWhatHooksSee(t *testing.T
 func lanesRetrying(p *ProducerPool) bool {
 	found := false
 	for _, pr := range p.allProducers() {
-		pr.topics.Range(func(_, v any) bool {
-			ts := v.(*topicState)
-			select {
-			case <-ts.loaded:
-			default:
-				return true
-			}
-			for _, ps := range ts.partitions() {
-				ps.mu.Lock()
-				for _, lp := range ps.lanes {
-					if lp != nil && lp.retry != nil {
-						found = true
-					}
+		pr.eachPartition(func(ps *partState) {
+			ps.mu.Lock()
+			defer ps.mu.Unlock()
+			for _, lp := range ps.lanes {
+				if lp != nil && lp.retry != nil {
+					found = true
 				}
-				ps.mu.Unlock()
 			}
-			return true
 		})
 	}
 	return found
@@ -434,29 +412,7 @@ func TestProduceKeepsOrderUnderEveryChaosFault(t *testing.T) {
 				require.NoError(t, p.Flush(ctx))
 				end()
 				ps.check(t)
-				var recs []storedRecord
-				for _, r := range readBack(t, env.c(), topic) {
-					if r.Value != "warm-up" {
-						recs = append(recs, r)
-					}
-				}
-				checkOrder(t, recs)
-				stored := countValues(recs)
-				for i := range n {
-					_, v := keyedValue(i, keys)
-					err := ps.errs[i]
-					switch {
-					case err == nil:
-						require.Equal(t, 1, stored[v], "%s acknowledged", v)
-					case errors.Is(err, ErrUnavailable), errors.Is(err, ErrPoolClosed):
-						require.Zero(t, stored[v], "%s failed as not sent: %v", v, err)
-					default:
-						require.ErrorIs(t, err, ErrDeliveryUnknown)
-						var de *DeliveryError
-						require.True(t, errors.As(err, &de), "%v", err)
-						require.True(t, strings.Contains(err.Error(), "may have been written"), "%v", err)
-					}
-				}
+				recs := checkKeyedOutcomes(t, env.c(), ps, n, keys)
 				pmu.Lock()
 				require.NoError(t, promiseOrderErr)
 				pmu.Unlock()
@@ -694,19 +650,7 @@ func TestFlushHonoursItsContextAndWorksOnAClosedPool(t *testing.T) {
 	require.NoError(t, p.Close(context.Background()))
 	require.NoError(t, p.Flush(context.Background()))
 
-	running, unblock := make(chan struct{}), make(chan struct{})
-	var lateErr error
-	p.Produce(context.Background(), msg("late"), func(_ *sarama.ProducerMessage, err error) {
-		lateErr = err
-		close(running)
-		<-unblock
-	})
-	<-running
-	cctx, ccancel := context.WithCancel(context.Background())
-	ccancel()
-	flushErr := p.Flush(cctx)
-	close(unblock)
-	require.NoError(t, p.Flush(context.Background()))
+	lateErr, flushErr := flushWhileAPromiseRuns(t, p, msg("late"))
 	require.ErrorIs(t, lateErr, ErrPoolClosed)
 	require.Error(t, flushErr, "Flush on a closed pool returned before the promise of a Produce before it")
 }
@@ -834,4 +778,25 @@ func (o *outcomesInOrder) taken() ([]string, map[string]error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return slices.Clone(o.order), maps.Clone(o.errs)
+}
+
+// flushWhileAPromiseRuns produces m with a promise that blocks until
+// released, and returns the promise's error and what a Flush with an
+// ended context said while that promise was running (it must not be nil:
+// the promise has not returned). A second Flush then waits for it.
+func flushWhileAPromiseRuns(t *testing.T, p *ProducerPool, m *sarama.ProducerMessage) (promiseErr, flushErr error) {
+	t.Helper()
+	running, unblock := make(chan struct{}), make(chan struct{})
+	p.Produce(context.Background(), m, func(_ *sarama.ProducerMessage, err error) {
+		promiseErr = err
+		close(running)
+		<-unblock
+	})
+	<-running
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	flushErr = p.Flush(ctx)
+	close(unblock)
+	require.NoError(t, p.Flush(context.Background()))
+	return promiseErr, flushErr
 }

@@ -130,29 +130,43 @@ func TestProduceKeepsOrderWithIdempotenceUnderFaults(t *testing.T) {
 			require.NoError(t, p.Flush(ctx))
 			end()
 			ps.check(t)
-			var recs []storedRecord
-			for _, r := range readBack(t, env.c(), topic) {
-				if r.Value != "warm-up" {
-					recs = append(recs, r)
-				}
-			}
-			checkOrder(t, recs)
-			stored := countValues(recs)
-			for i := range n {
-				_, v := keyedValue(i, keys)
-				err := ps.errs[i]
-				switch {
-				case err == nil:
-					require.Equal(t, 1, stored[v], "%s acknowledged", v)
-				case errors.Is(err, ErrUnavailable), errors.Is(err, ErrPoolClosed):
-					require.Zero(t, stored[v], "%s failed as not sent: %v", v, err)
-				default:
-					require.ErrorIs(t, err, ErrDeliveryUnknown)
-				}
-			}
+			recs := checkKeyedOutcomes(t, env.c(), ps, n, keys)
 			t.Logf("%s: %d produced, %d failed, %d stored", f.name, n, len(ps.errs), len(recs))
 		})
 	}
+}
+
+// checkKeyedOutcomes reads back what c stored (the warm-up message aside)
+// for the n keyed values of keyedValue(i, keys) produced with ps's
+// promises, and checks it against their outcomes: each key's records in
+// order; an acknowledged value stored once, one failed as not sent never;
+// any other failure a DeliveryError saying it may have been written.
+func checkKeyedOutcomes(t *testing.T, c *kfake.Cluster, ps *promises, n, keys int) []storedRecord {
+	t.Helper()
+	var recs []storedRecord
+	for _, r := range readBack(t, c, topic) {
+		if r.Value != "warm-up" {
+			recs = append(recs, r)
+		}
+	}
+	checkOrder(t, recs)
+	stored := countValues(recs)
+	for i := range n {
+		_, v := keyedValue(i, keys)
+		err := ps.errs[i]
+		switch {
+		case err == nil:
+			require.Equal(t, 1, stored[v], "%s acknowledged", v)
+		case errors.Is(err, ErrUnavailable), errors.Is(err, ErrPoolClosed):
+			require.Zero(t, stored[v], "%s failed as not sent: %v", v, err)
+		default:
+			require.ErrorIs(t, err, ErrDeliveryUnknown)
+			var de *DeliveryError
+			require.True(t, errors.As(err, &de), "%v", err)
+			require.True(t, strings.Contains(err.Error(), "may have been written"), "%v", err)
+		}
+	}
+	return recs
 }
 
 // holdProduce makes c hold every produce request until the returned

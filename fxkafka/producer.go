@@ -362,26 +362,17 @@ func (pr *producer) wakeAll() {
 		sinks = append(sinks, s)
 	}
 	pr.mu.Unlock()
-	pr.topics.Range(func(_, v any) bool {
-		ts := v.(*topicState)
-		select {
-		case <-ts.loaded:
-		default:
-			return true
+	pr.eachPartition(func(ps *partState) {
+		ps.mu.Lock()
+		s := ps.sink
+		mark := s != nil && !ps.inReady && ps.hasWorkLocked()
+		if mark {
+			ps.inReady = true
 		}
-		for _, ps := range ts.partitions() {
-			ps.mu.Lock()
-			s := ps.sink
-			mark := s != nil && !ps.inReady && ps.hasWorkLocked()
-			if mark {
-				ps.inReady = true
-			}
-			ps.mu.Unlock()
-			if mark {
-				s.addReady(ps)
-			}
+		ps.mu.Unlock()
+		if mark {
+			s.addReady(ps)
 		}
-		return true
 	})
 	for _, s := range sinks {
 		s.poke()
@@ -460,32 +451,39 @@ func (pr *producer) failAll(cause error) { pr.failWaiting(cause, nil) }
 // failWaiting is failAll for the partitions where only (under the
 // partition's lock) holds, or every partition if only is nil.
 func (pr *producer) failWaiting(cause error, only func(*partState) bool) {
+	notSent := pr.notSent(cause)
+	pr.eachPartition(func(ps *partState) {
+		ps.mu.Lock()
+		var out []*record
+		var bs []*batch
+		if only == nil || only(ps) {
+			out, bs = ps.takeAllLocked(pr.idempotent, notSent)
+		}
+		ps.mu.Unlock()
+		// A lane's batch waiting to be sent again is older than the
+		// records given up on behind it, and they than its records never
+		// sent: outcomes come in that order.
+		for _, b := range bs {
+			pr.failBatch(b, cause)
+			for _, g := range b.behind {
+				pr.failUnsent(g.recs, g.err)
+			}
+		}
+		pr.failUnsent(out, notSent)
+	})
+}
+
+// eachPartition calls f for every partition of the topics the producer
+// has loaded.
+func (pr *producer) eachPartition(f func(*partState)) {
 	pr.topics.Range(func(_, v any) bool {
 		ts := v.(*topicState)
 		select {
 		case <-ts.loaded:
+			for _, ps := range ts.partitions() {
+				f(ps)
+			}
 		default:
-			return true
-		}
-		notSent := pr.notSent(cause)
-		for _, ps := range ts.partitions() {
-			ps.mu.Lock()
-			var out []*record
-			var bs []*batch
-			if only == nil || only(ps) {
-				out, bs = ps.takeAllLocked(pr.idempotent, notSent)
-			}
-			ps.mu.Unlock()
-			// A lane's batch waiting to be sent again is older than the
-			// records given up on behind it, and they than its records
-			// never sent: outcomes come in that order.
-			for _, b := range bs {
-				pr.failBatch(b, cause)
-				for _, g := range b.behind {
-					pr.failUnsent(g.recs, g.err)
-				}
-			}
-			pr.failUnsent(out, notSent)
 		}
 		return true
 	})

@@ -33,7 +33,7 @@ func (pr *promiseRunner) init(p *ProducerPool) {
 // start launches the goroutine on first use. It belongs to the pool: Close
 // waits for it after the producers have closed.
 func (pr *promiseRunner) start() {
-	pr.once.Do(func() { go pr.run() })
+	pr.once.Do(func() { go pr.run(nil) })
 }
 
 func (pr *promiseRunner) push(r *record) {
@@ -82,23 +82,11 @@ func (pr *promiseRunner) finish() {
 	<-pr.done
 }
 
-// run is the promise goroutine. A promise that ends it (runtime.Goexit,
-// as t.FailNow does, which no recover stops) hands the rest to a new one
-// (callAll): handed then keeps this one from closing done.
-func (pr *promiseRunner) run() {
-	handed := false
-	defer func() {
-		if !handed {
-			close(pr.done)
-		}
-	}()
-	pr.loop(&handed)
-}
-
-// resume is run for the goroutine that takes over from one a promise
-// ended: the promises of recs (those after it, in its batch), then the
-// queue.
-func (pr *promiseRunner) resume(recs []*record) {
+// run is the promise goroutine: the promises of recs (none for the first
+// goroutine), then the queue. A promise that ends it (runtime.Goexit, as
+// t.FailNow does, which no recover stops) hands the rest to a new one
+// (callAll); handed then keeps this one from closing done.
+func (pr *promiseRunner) run(recs []*record) {
 	handed := false
 	defer func() {
 		if !handed {
@@ -106,12 +94,8 @@ func (pr *promiseRunner) resume(recs []*record) {
 		}
 	}()
 	pr.callAll(recs, &handed)
-	pr.loop(&handed)
-}
-
-func (pr *promiseRunner) loop(handed *bool) {
 	for {
-		pr.runQueued(handed)
+		pr.runQueued(&handed)
 		pr.mu.Lock()
 		fin := pr.fin && len(pr.q) == 0
 		pr.exited = fin
@@ -161,7 +145,7 @@ func (pr *promiseRunner) callAll(recs []*record, handed *bool) {
 		pr.free(recs[:at+1])
 		if handed != nil {
 			*handed = true
-			go pr.resume(recs[at+1:])
+			go pr.run(recs[at+1:])
 		}
 	}()
 	for at < len(recs) {

@@ -171,11 +171,16 @@ func (ps *partState) cutLocked(pr *producer, now time.Time) (b *batch, more bool
 		return nil, false, time.Time{}
 	}
 	set := pr.set
-	urgent := pr.flushing.Load() > 0 || pr.pool.flushing.Load() > 0 || pr.pool.buf.starved()
-	noLinger := set.linger <= 0 || urgent
-	var hold time.Duration
-	if !urgent {
-		hold = pr.holdFor(ps)
+	// wait is how long a lane's records may wait for more: the linger, or
+	// without one the pipelined hold; nothing while a Flush or Close waits
+	// or a Produce waits for buffer space.
+	var wait time.Duration
+	switch {
+	case pr.flushing.Load() > 0 || pr.pool.flushing.Load() > 0 || pr.pool.buf.starved():
+	case set.linger > 0:
+		wait = set.linger
+	default:
+		wait = pr.holdFor(ps)
 	}
 	soonest := func(t time.Time) {
 		if wakeAt.IsZero() || t.Before(wakeAt) {
@@ -202,14 +207,8 @@ func (ps *partState) cutLocked(pr *producer, now time.Time) (b *batch, more bool
 		if len(lp.pending) == 0 {
 			continue
 		}
-		if hold > 0 && lp.pendingBytes < set.maxBatchBytes {
-			if due := lp.pending[0].enqueued.Add(hold); now.Before(due) {
-				soonest(due)
-				continue
-			}
-		}
-		if !noLinger && lp.pendingBytes < set.maxBatchBytes {
-			if due := lp.pending[0].enqueued.Add(set.linger); now.Before(due) {
+		if wait > 0 && lp.pendingBytes < set.maxBatchBytes {
+			if due := lp.pending[0].enqueued.Add(wait); now.Before(due) {
 				soonest(due)
 				continue
 			}
