@@ -104,8 +104,10 @@ type Config struct {
 	// is hashed with KeyHash either way):
 	// "sticky" (the default) keeps keyless messages on one partition so
 	// they batch together, moving on after each batch when requests
-	// pipeline and after 64 KiB when they do not; "hash" picks a random
-	// partition for each, as sarama's default partitioner does.
+	// pipeline (Produce's, after that partition's share of the buffer:
+	// MaxBufferedMessages and MaxBufferedBytes over twice the partitions,
+	// at most a batch) and after 64 KiB when they do not; "hash" picks a
+	// random partition for each, as sarama's default partitioner does.
 	// Env: KAFKA_PARTITIONER.
 	Partitioner string `json:"partitioner" yaml:"partitioner" env:"KAFKA_PARTITIONER"`
 

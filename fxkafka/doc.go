@@ -38,7 +38,9 @@
 // ahead. A sink per broker cuts batches (up to Config.MaxBatchBytes, after
 // Config.Linger if one is set) from the partitions that broker leads, one
 // batch per partition per produce request, and sends them on the producer's
-// connection to that broker.
+// connection to that broker: while requests pipeline and the connection
+// has a slot to spare, a request carries one partition's batch, so that
+// each partition's next batch leaves as soon as its own answer comes.
 //
 // Whether a second request leaves while one is in flight is measured, not
 // configured: each producer compares the shortest recent round trip with the
@@ -46,12 +48,17 @@
 // ten times that cost or more (a broker a millisecond away), requests are
 // pipelined, and how many a connection carries follows the broker's queue,
 // as TCP Vegas sizes a window: up to Net.MaxOpenRequests (16 by default),
-// down to 2 while requests wait at the broker; and a
-// keyless record goes to a partition where a lane and a request slot are
-// free, so records spread rather than queue. When it is not (a broker on
-// loopback), one request is in flight per connection, the records that
-// arrive meanwhile make the next batch larger, and keyless records stay on
-// one partition for 64 KiB. While requests pipeline and 64 or more
+// down to 2 while requests wait at the broker; a keyless synchronous send
+// goes to a partition where a lane and a request slot are free, so records
+// spread rather than queue; and Produce's keyless records, which take one
+// lane (one batch in flight per partition, so that they keep their order),
+// fill one partition with its share of the buffer
+// (Config.MaxBufferedMessages and MaxBufferedBytes over twice the
+// partitions, at most a batch), then the next, in turn, so that each
+// partition's records gather while its batch is in flight. When it is not (a
+// broker on loopback), one request is in flight per connection, the records
+// that arrive meanwhile make the next batch larger, and keyless records stay
+// on one partition for 64 KiB. While requests pipeline and 64 or more
 // messages are in flight (Stats.InFlight), a batch of synchronous sends
 // whose connection already carries a request waits about 50 µs for more
 // records (Config.Linger), so that the broker answers fewer, fuller

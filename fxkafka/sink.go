@@ -400,6 +400,20 @@ func (s *sink) run() (wakeAt time.Time) {
 		}
 		parts := s.ready
 		s.ready = nil
+		// While the connection has a slot to spare beside this request,
+		// the request carries one partition's batch, and the others go in
+		// the next (alone). A request's partitions are answered together,
+		// so partitions sent together once would leave together again,
+		// each waiting for the slowest; sent alone, each partition's next
+		// batch leaves when its own answer comes. The request taking the
+		// last slot carries every partition it can, so a broker leading
+		// more partitions than its connection carries requests still sends
+		// them all. One producing goroutine 5 ms from kfake, in a scratch
+		// build: 2.62-2.76M messages/s against 2.49-2.59M with several
+		// partitions a request; synchronous sends (16 and 256 senders, 1
+		// and 5 ms, kfake and librdkafka's mock cluster) measured the same
+		// either way.
+		alone := pr.pipe.pipelining() && s.inflight+1 < limit
 		s.mu.Unlock()
 
 		now := time.Now()
@@ -413,7 +427,7 @@ func (s *sink) run() (wakeAt time.Time) {
 		largest := max(set.maxBatchBytes, set.maxMessageBytes) + requestBatchOverhead
 		total := 0
 		for k, ps := range parts {
-			if total > 0 && total+largest > set.maxRequestBytes {
+			if total > 0 && (alone || total+largest > set.maxRequestBytes) {
 				again = append(again, parts[k:]...) // still listed
 				break
 			}

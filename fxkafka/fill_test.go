@@ -1,0 +1,142 @@
+package fxkafka
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"go.fxkafka.dev/internal/netdelay"
+)
+
+// TestProduceKeylessRecordsFillOnePartitionAtATimeWhileRequestsPipeline
+// places records by hand on a topic of three partitions: while requests
+// pipeline, Produce's keyless records fill one partition with its share of
+// the buffer (what it holds over twice the partitions, in messages or in
+// bytes, at most a batch), then the next, in turn; without pipelining they
+// go to the sticky partition, and unordered records never follow the fill.
+func TestProduceKeylessRecordsFillOnePartitionAtATimeWhileRequestsPipeline(t *testing.T) {
+	checkLeaks(t)
+	tests := []struct {
+		name                     string
+		msgs, bytes, batch, size int
+		wantShare                int // records a partition takes in turn
+	}{
+		{"the messages' share binds", 60, 1 << 20, 1 << 20, 10, 10}, // 60 / (2*3)
+		{"the bytes' share binds", 40000, 600, 1 << 20, 30, 4},      // 600 / (2*3) = 100 bytes: the 4th record passes it
+		{"a batch binds", 40000, 64 << 20, 200, 50, 4},              // 200 bytes a batch
+		{"a record larger than its share", 40000, 600, 1 << 20, 500, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(freeAddr(t))
+			cfg.MaxBufferedMessages, cfg.MaxBufferedBytes, cfg.MaxBatchBytes = tt.msgs, tt.bytes, max(tt.batch, 1<<10)
+			p := newTestPool(t, cfg)
+			p.set.maxBatchBytes = tt.batch // below what Validate lets a user set, to reach the cap
+			pr := &producer{pool: p, set: &p.set}
+			pr.pipe.piped.Store(true)
+			ts := &topicState{name: topic}
+			parts := []*partState{{topic: ts, id: 0}, {topic: ts, id: 1}, {topic: ts, id: 2}}
+			ts.parts.Store(&parts)
+			ts.fill.Store(1)
+			var got []int32
+			for range 3*tt.wantShare + 1 {
+				r := &record{size: tt.size}
+				require.NoError(t, pr.partition(ts, r, true))
+				got = append(got, r.partition)
+			}
+			var want []int32
+			for _, q := range []int32{1, 2, 0} {
+				want = append(want, slices.Repeat([]int32{q}, tt.wantShare)...)
+			}
+			want = append(want, 1) // round again
+			assert.Equal(t, want, got)
+		})
+	}
+	t.Run("without pipelining, and for unordered records", func(t *testing.T) {
+		p := newTestPool(t, testConfig(freeAddr(t)))
+		pr := &producer{pool: p, set: &p.set}
+		ts := &topicState{name: topic}
+		parts := []*partState{{topic: ts, id: 0}, {topic: ts, id: 1}, {topic: ts, id: 2}}
+		ts.parts.Store(&parts)
+		ts.sticky.Store(2)
+		ts.fill.Store(0)
+		for range 100 {
+			r := &record{size: 1 << 20}
+			require.NoError(t, pr.partition(ts, r, true))
+			assert.Equal(t, int32(2), r.partition, "not pipelining: the sticky partition")
+		}
+		pr.pipe.piped.Store(true)
+		for range 100 {
+			r := &record{size: 1 << 20}
+			require.NoError(t, pr.partition(ts, r, false))
+			assert.NotEqual(t, int32(0), r.partition, "an unordered record goes by the sticky partition and the free slots, never the fill")
+		}
+		assert.Equal(t, int32(0), ts.fill.Load(), "unordered records leave the fill alone")
+	})
+}
+
+// TestARequestCarriesOnePartitionWhileItsConnectionHasASlotToSpare sends
+// three records, one per partition of a broker 5 ms away, held by a linger
+// so that they are due together. On connections carrying at most two
+// requests, the first request takes one partition's batch, and the second,
+// taking the last slot, takes both others; on connections carrying one at a
+// time, one request takes all three.
+func TestARequestCarriesOnePartitionWhileItsConnectionHasASlotToSpare(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		slots int   // Net.MaxOpenRequests
+		want  []int // partitions in each produce request, in order
+	}{
+		{"two requests at a time", 2, []int{1, 2}},
+		{"one request at a time", 1, []int{3}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			checkLeaks(t)
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic), kfake.ListenFn(netdelay.ListenFunc(5*time.Millisecond)))
+			require.NoError(t, err)
+			t.Cleanup(c.Close)
+			cfg := testConfig(c.ListenAddrs()...)
+			cfg.Linger = 30 * time.Millisecond
+			p := newTestPool(t, cfg, WithSaramaConfig(func(sc *sarama.Config) { sc.Net.MaxOpenRequests = tt.slots }))
+			ctx := context.Background()
+			// Warm up: the producer measures a round trip and its cost.
+			for q := range int32(3) {
+				_, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(keyFor(q, 3)), Value: sarama.StringEncoder("warm")})
+				require.NoError(t, err)
+			}
+			prods := *p.shared.Load()
+			require.Len(t, prods, 1)
+			require.True(t, prods[0].pipe.pipelining(), "requests pipeline to a broker 5 ms away")
+
+			var mu sync.Mutex
+			var got []int
+			c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+				c.KeepControl()
+				n := 0
+				for _, rt := range req.(*kmsg.ProduceRequest).Topics {
+					n += len(rt.Partitions)
+				}
+				mu.Lock()
+				got = append(got, n)
+				mu.Unlock()
+				return nil, nil, false
+			})
+			var msgs []*sarama.ProducerMessage
+			for q := range int32(3) {
+				msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(keyFor(q, 3)), Value: sarama.StringEncoder("due together")})
+			}
+			require.NoError(t, p.SendMessages(ctx, msgs))
+			mu.Lock()
+			defer mu.Unlock()
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
