@@ -3,6 +3,7 @@ package fxkafka
 import (
 	"errors"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -428,7 +429,11 @@ func (s *sink) run() (wakeAt time.Time) {
 		total := 0
 		for k, ps := range parts {
 			if total > 0 && (alone || total+largest > set.maxRequestBytes) {
-				again = append(again, parts[k:]...) // still listed
+				// The partitions left (still listed) go first in the
+				// next request, before those this one served: a
+				// partition with batches in several lanes does not
+				// hold the others back.
+				again = append(slices.Clip(parts[k:]), again...)
 				break
 			}
 			ps.mu.Lock()
