@@ -42,9 +42,7 @@ func TestProduceKeylessRecordsFillOnePartitionAtATimeWhileRequestsPipeline(t *te
 			p.set.maxBatchBytes = tt.batch // below what Validate lets a user set, to reach the cap
 			pr := &producer{pool: p, set: &p.set}
 			pr.pipe.piped.Store(true)
-			ts := &topicState{name: topic}
-			parts := []*partState{{topic: ts, id: 0}, {topic: ts, id: 1}, {topic: ts, id: 2}}
-			ts.parts.Store(&parts)
+			ts := led(pr, 3)
 			ts.fill.Store(1)
 			var got []int32
 			for range 3*tt.wantShare + 1 {
@@ -63,9 +61,7 @@ func TestProduceKeylessRecordsFillOnePartitionAtATimeWhileRequestsPipeline(t *te
 	t.Run("without pipelining, and for unordered records", func(t *testing.T) {
 		p := newTestPool(t, testConfig(freeAddr(t)))
 		pr := &producer{pool: p, set: &p.set}
-		ts := &topicState{name: topic}
-		parts := []*partState{{topic: ts, id: 0}, {topic: ts, id: 1}, {topic: ts, id: 2}}
-		ts.parts.Store(&parts)
+		ts := led(pr, 3)
 		ts.sticky.Store(2)
 		ts.fill.Store(0)
 		for range 100 {
@@ -81,6 +77,63 @@ func TestProduceKeylessRecordsFillOnePartitionAtATimeWhileRequestsPipeline(t *te
 		}
 		assert.Equal(t, int32(0), ts.fill.Load(), "unordered records leave the fill alone")
 	})
+}
+
+// led returns a topic of n partitions, each led by one sink of pr's.
+func led(pr *producer, n int) *topicState {
+	ts := &topicState{name: topic}
+	s := &sink{pr: pr}
+	parts := make([]*partState, n)
+	for i := range parts {
+		parts[i] = &partState{topic: ts, id: int32(i)}
+		parts[i].setSinkLocked(s)
+	}
+	ts.parts.Store(&parts)
+	return ts
+}
+
+// TestTheFillSkipsAPartitionWithoutALeaderOrStillBehind places Produce's
+// keyless records by hand while requests pipeline, on a topic of four
+// partitions with a share of 2 records: the turn passes over a partition
+// without a leader, and over one whose last share has not left (a batch in
+// flight and none sent since it was filled), but not over one that sent a
+// batch since; when every other partition is so, it goes on to the next.
+// A fill partition that loses its leader hands the record over at once.
+func TestTheFillSkipsAPartitionWithoutALeaderOrStillBehind(t *testing.T) {
+	checkLeaks(t)
+	cfg := testConfig(freeAddr(t))
+	cfg.MaxBufferedMessages = 16 // a share of 16 / (2*4) = 2
+	p := newTestPool(t, cfg)
+	pr := &producer{pool: p, set: &p.set}
+	pr.pipe.piped.Store(true)
+	place := func(ts *topicState, n int) []int32 {
+		var got []int32
+		for range n {
+			r := &record{size: 10}
+			require.NoError(t, pr.partition(ts, r, true))
+			got = append(got, r.partition)
+		}
+		return got
+	}
+
+	ts := led(pr, 4)
+	parts := ts.partitions()
+	parts[1].setSinkLocked(nil) // an election under way
+	// Partition 2 was filled, and its batch is still in flight.
+	parts[2].flying.Store(1)
+	parts[2].sent.Store(5)
+	parts[2].filledAt.Store(5)
+	assert.Equal(t, []int32{0, 0, 3, 3, 0, 0}, place(ts, 6), "neither the leaderless partition nor the one behind")
+
+	parts[2].sent.Add(1) // a batch left since: the share behind it is on its way
+	assert.Equal(t, []int32{3, 3, 0, 0, 2, 2}, place(ts, 6), "the partition that sent a batch since it was filled")
+
+	// Only partition 3, the fill partition now, has a leader: its turn
+	// goes on to 0, which hands its first record back to 3.
+	parts[0].setSinkLocked(nil)
+	parts[2].setSinkLocked(nil)
+	assert.Equal(t, []int32{3, 3, 3}, place(ts, 3))
+	assert.Equal(t, int32(3), ts.fill.Load())
 }
 
 // TestARequestCarriesOnePartitionWhileItsConnectionHasASlotToSpare sends

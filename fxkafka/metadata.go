@@ -84,8 +84,16 @@ func (pr *producer) grow(ts *topicState) {
 		parts[i] = &partState{topic: ts, id: int32(i)}
 	}
 	ts.parts.Store(&parts)
+	leaderless := false
 	for _, ps := range parts[len(old):] {
-		pr.placeOnLeader(ps)
+		if !pr.placeOnLeader(ps) {
+			leaderless = true
+		}
+	}
+	if leaderless {
+		// An election under way: the refresher looks again, as for a
+		// lost leader, and fails what waits there if none comes.
+		pr.askRefresh()
 	}
 }
 

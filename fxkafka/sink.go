@@ -26,6 +26,10 @@ type partState struct {
 
 	flying  atomic.Int32         // batches in flight, read without mu to place keyless records
 	sinkNow atomic.Pointer[sink] // sink, read without mu to place keyless records
+	// sent counts the batches that left (first attempts and retries), and
+	// filledAt is what it was when Produce's keyless records last began
+	// to fill the partition (producer.fillPartition).
+	sent, filledAt atomic.Int32
 }
 
 // setSinkLocked moves ps to sink s (nil: its leader is unknown).
@@ -202,6 +206,7 @@ func (ps *partState) cutLocked(pr *producer, now time.Time) (b *batch, more bool
 				b, lp.retry = lp.retry, nil
 				lp.inflight = b
 				ps.flying.Add(1)
+				ps.sent.Add(1)
 			}
 			continue
 		}
@@ -224,6 +229,7 @@ func (ps *partState) cutLocked(pr *producer, now time.Time) (b *batch, more bool
 		}
 		lp.inflight = b
 		ps.flying.Add(1)
+		ps.sent.Add(1)
 	}
 	return b, more, wakeAt
 }
