@@ -48,21 +48,24 @@
 // ten times that cost or more (a broker a millisecond away), requests are
 // pipelined, and how many a connection carries follows the broker's queue,
 // as TCP Vegas sizes a window: up to Net.MaxOpenRequests (16 by default),
-// down to 2 while requests wait at the broker; a keyless synchronous send
-// goes to a partition where a lane and a request slot are free, so records
-// spread rather than queue; and Produce's keyless records, which take one
-// lane (one batch in flight per partition, so that they keep their order),
-// fill one partition with its share of the buffer
-// (Config.MaxBufferedMessages and MaxBufferedBytes over twice the
-// partitions, at most a batch), then the next, in turn, so that each
-// partition's records gather while its batch is in flight. When it is not (a
-// broker on loopback), one request is in flight per connection, the records
-// that arrive meanwhile make the next batch larger, and keyless records stay
-// on one partition for 64 KiB. While requests pipeline and 64 or more
+// down to 2 while requests wait at the broker. When it is not (a broker on
+// loopback), one request is in flight per connection, the records that
+// arrive meanwhile make the next batch larger, and keyless records stay on
+// one partition for 64 KiB. While requests pipeline and 64 or more
 // messages are in flight (Stats.InFlight), a batch of synchronous sends
 // whose connection already carries a request waits about 50 µs for more
 // records (Config.Linger), so that the broker answers fewer, fuller
 // requests.
+//
+// While requests pipeline, a keyless synchronous send goes to a partition
+// where a lane and a request slot are free, so records spread rather than
+// queue. Produce's keyless records take one lane (one batch in flight per
+// partition, so that they keep their order): they fill one partition with
+// its share of the buffer (Config.MaxBufferedMessages and MaxBufferedBytes
+// over twice the partitions, at most a batch), then the next, in turn, so
+// that each partition's records gather while its batch is in flight. The
+// turn passes over a partition without a leader, and over one whose last
+// share still waits behind its batch in flight (a slow broker).
 //
 // # Provisioning
 //
