@@ -43,7 +43,7 @@ func TestProduceKeylessRecordsFillOnePartitionAtATimeWhileRequestsPipeline(t *te
 			pr := &producer{pool: p, set: &p.set}
 			pr.pipe.piped.Store(true)
 			ts := led(pr, 3)
-			ts.fill.Store(1)
+			ts.fill.Store(&fillTurn{p: 1})
 			var got []int32
 			for range 3*tt.wantShare + 1 {
 				r := &record{size: tt.size}
@@ -63,7 +63,7 @@ func TestProduceKeylessRecordsFillOnePartitionAtATimeWhileRequestsPipeline(t *te
 		pr := &producer{pool: p, set: &p.set}
 		ts := led(pr, 3)
 		ts.sticky.Store(2)
-		ts.fill.Store(0)
+		ts.fill.Store(&fillTurn{p: 0})
 		for range 100 {
 			r := &record{size: 1 << 20}
 			require.NoError(t, pr.partition(ts, r, true))
@@ -73,9 +73,9 @@ func TestProduceKeylessRecordsFillOnePartitionAtATimeWhileRequestsPipeline(t *te
 		for range 100 {
 			r := &record{size: 1 << 20}
 			require.NoError(t, pr.partition(ts, r, false))
-			assert.NotEqual(t, int32(0), r.partition, "an unordered record goes by the sticky partition and the free slots, never the fill")
+			assert.Equal(t, int32(2), r.partition, "an unordered record goes by the sticky partition and the free slots, never the fill")
 		}
-		assert.Equal(t, int32(0), ts.fill.Load(), "unordered records leave the fill alone")
+		assert.Equal(t, int32(0), ts.fill.Load().p, "unordered records leave the fill alone")
 	})
 }
 
@@ -89,6 +89,7 @@ func led(pr *producer, n int) *topicState {
 		parts[i].setSinkLocked(s)
 	}
 	ts.parts.Store(&parts)
+	ts.fill.Store(&fillTurn{})
 	return ts
 }
 
@@ -97,8 +98,9 @@ func led(pr *producer, n int) *topicState {
 // partitions with a share of 2 records: the turn passes over a partition
 // without a leader, and over one whose last share has not left (a batch in
 // flight and none sent since it was filled), but not over one that sent a
-// batch since; when every other partition is so, it goes on to the next.
-// A fill partition that loses its leader hands the record over at once.
+// batch since; it prefers a partition behind to one without a leader, and
+// stays where it is when no other has a leader. A fill partition that loses
+// its leader hands the record on at once.
 func TestTheFillSkipsAPartitionWithoutALeaderOrStillBehind(t *testing.T) {
 	checkLeaks(t)
 	cfg := testConfig(freeAddr(t))
@@ -128,12 +130,19 @@ func TestTheFillSkipsAPartitionWithoutALeaderOrStillBehind(t *testing.T) {
 	parts[2].sent.Add(1) // a batch left since: the share behind it is on its way
 	assert.Equal(t, []int32{3, 3, 0, 0, 2, 2}, place(ts, 6), "the partition that sent a batch since it was filled")
 
-	// Only partition 3, the fill partition now, has a leader: its turn
-	// goes on to 0, which hands its first record back to 3.
+	// The fill partition, 3, loses its leader; 0 has none either, 1 none,
+	// and 2 is behind again: the record goes to 2.
+	parts[2].filledAt.Store(parts[2].sent.Load())
+	parts[3].setSinkLocked(nil)
 	parts[0].setSinkLocked(nil)
-	parts[2].setSinkLocked(nil)
-	assert.Equal(t, []int32{3, 3, 3}, place(ts, 3))
-	assert.Equal(t, int32(3), ts.fill.Load())
+	assert.Equal(t, []int32{2, 2, 2}, place(ts, 3), "behind, but led")
+	assert.Equal(t, int32(2), ts.fill.Load().p)
+
+	// Only partition 2, the fill partition now, has a leader: it keeps
+	// its turn.
+	parts[2].flying.Store(0)
+	assert.Equal(t, []int32{2, 2, 2}, place(ts, 3))
+	assert.Equal(t, int32(2), ts.fill.Load().p)
 }
 
 // TestARequestCarriesOnePartitionWhileItsConnectionHasASlotToSpare sends
@@ -160,14 +169,7 @@ func TestARequestCarriesOnePartitionWhileItsConnectionHasASlotToSpare(t *testing
 			cfg.Linger = 30 * time.Millisecond
 			p := newTestPool(t, cfg, WithSaramaConfig(func(sc *sarama.Config) { sc.Net.MaxOpenRequests = tt.slots }))
 			ctx := context.Background()
-			// Warm up: the producer measures a round trip and its cost.
-			for q := range int32(3) {
-				_, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(keyFor(q, 3)), Value: sarama.StringEncoder("warm")})
-				require.NoError(t, err)
-			}
-			prods := *p.shared.Load()
-			require.Len(t, prods, 1)
-			require.True(t, prods[0].pipe.pipelining(), "requests pipeline to a broker 5 ms away")
+			pr := warmUntilPipelining(t, p, []int32{0, 1, 2}, 3)
 
 			var mu sync.Mutex
 			var got []int
@@ -187,9 +189,31 @@ func TestARequestCarriesOnePartitionWhileItsConnectionHasASlotToSpare(t *testing
 				msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(keyFor(q, 3)), Value: sarama.StringEncoder("due together")})
 			}
 			require.NoError(t, p.SendMessages(ctx, msgs))
+			require.True(t, pr.pipe.pipelining(), "requests still pipeline")
 			mu.Lock()
 			defer mu.Unlock()
 			assert.Equal(t, tt.want, got)
 		})
 	}
+}
+
+// warmUntilPipelining sends messages keyed to each of parts (of a topic of
+// n partitions) through p until its one producer's requests pipeline (the
+// producer measures round trips and their cost as answers come), and
+// returns that producer.
+func warmUntilPipelining(t *testing.T, p *ProducerPool, parts []int32, n int32) *producer {
+	t.Helper()
+	ctx := context.Background()
+	var pr *producer
+	waitFor(t, 20*time.Second, "requests to pipeline", func() bool {
+		for _, q := range parts {
+			_, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(keyFor(q, n)), Value: sarama.StringEncoder("warm")})
+			require.NoError(t, err)
+		}
+		prods := *p.shared.Load()
+		require.Len(t, prods, 1)
+		pr = prods[0]
+		return pr.pipe.pipelining()
+	})
+	return pr
 }

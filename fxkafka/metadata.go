@@ -21,11 +21,7 @@ type topicState struct {
 	parts  atomic.Pointer[[]*partState] // by partition id; only ever grows
 	sticky atomic.Int32                 // the partition keyless records go to now
 	stuck  atomic.Int64                 // bytes sent to it since it became sticky
-	// fill is the partition Produce's keyless records fill while requests
-	// pipeline, and filled what they placed there since it became so:
-	// messages<<filledMsgsShift | bytes (producer.fillPartition).
-	fill   atomic.Int32
-	filled atomic.Int64
+	fill   atomic.Pointer[fillTurn]     // the partition Produce's keyless records fill while requests pipeline
 
 	pmu  sync.Mutex // guards part, the user's partitioner (WithSaramaConfig)
 	part sarama.Partitioner
@@ -288,7 +284,7 @@ func (pr *producer) refreshOnce() (more bool, err error) {
 		}
 		ts.parts.Store(&parts)
 		ts.sticky.Store(rand.Int32N(int32(len(parts))))
-		ts.fill.Store(rand.Int32N(int32(len(parts))))
+		ts.fill.Store(&fillTurn{p: rand.Int32N(int32(len(parts)))})
 		if c := pr.set.partitioner; c != nil {
 			ts.part = c(ts.name)
 		}

@@ -3,6 +3,7 @@ package fxkafka
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 
 	"github.com/IBM/sarama"
 )
@@ -161,46 +162,31 @@ func (pr *producer) slotsFree(ps *partState) int {
 // records gather while its batch is in flight, and leave together as soon
 // as it is answered. A partition's share is what the buffer holds over
 // twice the partitions (one batch in flight and one gathering on each), at
-// most a batch. Moving instead to a partition with nothing in flight sent
-// there a batch of the few records placed before its sink ran, and the
-// records behind it waited its round trip: 29% of the batches carried
-// under 500 records, against 2% filling in turn (a probe build).
-// One producing goroutine 5 ms from kfake (BenchmarkProducePool, 4
-// interleaved runs) got 2.15-2.24M messages/s so, and 2.43-2.59M filling
-// in turn with the sink's one-partition requests (sink.run); in a scratch
-// build, filling alone gave 2.49-2.59M against 2.29-2.37M. Concurrent
-// callers may place a few records past a share; nothing depends on its
-// exact size.
+// most a batch (the record that passes it still joins). Moving instead to
+// a partition with nothing in flight sent there the few records placed
+// before its sink ran, and the records behind them waited its round trip
+// (the README's benchmarks section has the figures).
 //
-// The turn skips a partition without a leader (nothing could send its
-// records) and one whose last share still waits behind its batch in flight
-// (none of its batches left since it was filled, and one is in flight): a
-// broker slow to answer, or not answering, gets no more of the buffer
-// while the others can take it. When every partition is so, the turn goes
-// on to the next. Passing over them measured the same (3 interleaved runs:
-// 2.30-2.47M messages/s against 2.35-2.49M, and 2.09-2.29M before the
-// fill).
+// The turn passes over a partition without a leader (nothing could send
+// its records) and one whose last share still waits behind its batch in
+// flight (a broker slow to answer, or not answering, gets no more of the
+// buffer while others can take it): fillNext. A turn is one value, so a
+// caller that read the last one adds to it, harmlessly, and never to the
+// next.
 func (pr *producer) fillPartition(ts *topicState, size int) int32 {
 	parts := ts.partitions()
 	n := int32(len(parts))
-	p := ts.fill.Load() % n
-	placed := ts.filled.Add(1<<filledMsgsShift | int64(size))
+	turn := ts.fill.Load()
+	p := turn.p % n
+	placed := turn.filled.Add(1<<filledMsgsShift | int64(size))
 	msgs, bytes := pr.pool.fillShare(n)
 	leaderless := parts[p].sinkNow.Load() == nil
 	if placed>>filledMsgsShift < msgs && placed&(1<<filledMsgsShift-1) < bytes && !leaderless {
 		return p
 	}
-	next := (p + 1) % n
-	for i := range n - 1 {
-		q := parts[(p+1+i)%n]
-		if q.sinkNow.Load() != nil && (q.flying.Load() == 0 || q.sent.Load() != q.filledAt.Load()) {
-			next = q.id
-			break
-		}
-	}
-	if ts.fill.CompareAndSwap(p, next) {
+	next := fillNext(parts, p)
+	if ts.fill.CompareAndSwap(turn, &fillTurn{p: next}) {
 		parts[next].filledAt.Store(parts[next].sent.Load())
-		ts.filled.Store(0)
 	}
 	if leaderless {
 		return next
@@ -208,12 +194,47 @@ func (pr *producer) fillPartition(ts *topicState, size int) int32 {
 	return p
 }
 
-// filledMsgsShift places the messages above the bytes in topicState.filled
+// fillTurn is one partition's turn at Produce's keyless records: p, and
+// what they placed there in this turn, messages<<filledMsgsShift | bytes.
+type fillTurn struct {
+	p      int32
+	filled atomic.Int64
+}
+
+// fillNext returns the partition after p whose turn it is: the first, in
+// turn, with a leader and not behind (nothing in flight, or a batch sent
+// since it was last filled); else the first with a leader; else p, if it
+// has one; else the one after p.
+func fillNext(parts []*partState, p int32) int32 {
+	n := int32(len(parts))
+	led := int32(-1)
+	for i := int32(1); i < n; i++ {
+		q := parts[(p+i)%n]
+		if q.sinkNow.Load() == nil {
+			continue
+		}
+		if q.flying.Load() == 0 || q.sent.Load() != q.filledAt.Load() {
+			return q.id
+		}
+		if led < 0 {
+			led = q.id
+		}
+	}
+	switch {
+	case led >= 0:
+		return led
+	case parts[p].sinkNow.Load() != nil:
+		return p
+	}
+	return (p + 1) % n
+}
+
+// filledMsgsShift places the messages above the bytes in fillTurn.filled
 // (bytes up to a terabyte).
 const filledMsgsShift = 40
 
 // fillShare is one partition's share of the buffer, in messages and bytes,
-// for a topic of n partitions: fillPartition.
+// for a topic of n partitions (fillPartition).
 func (p *ProducerPool) fillShare(n int32) (msgs, bytes int64) {
 	set := &p.set
 	msgs = max(int64(set.maxBufferedMessages)/(2*int64(n)), 1)
