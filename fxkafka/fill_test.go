@@ -145,6 +145,32 @@ func TestTheFillSkipsAPartitionWithoutALeaderOrStillBehind(t *testing.T) {
 	assert.Equal(t, int32(2), ts.fill.Load().p)
 }
 
+// TestKeylessRecordsLeaveAStickyPartitionWithoutALeader places keyless
+// records by hand while requests do not pipeline: the sticky partition
+// lost its leader, so they go to the next partition that has one, which
+// becomes the sticky partition; with none led they stay.
+func TestKeylessRecordsLeaveAStickyPartitionWithoutALeader(t *testing.T) {
+	checkLeaks(t)
+	p := newTestPool(t, testConfig(freeAddr(t)))
+	pr := &producer{pool: p, set: &p.set}
+	ts := led(pr, 3)
+	parts := ts.partitions()
+	ts.sticky.Store(1)
+	parts[1].setSinkLocked(nil)
+	parts[2].setSinkLocked(nil)
+	for _, ordered := range []bool{true, false} {
+		r := &record{size: 10}
+		require.NoError(t, pr.partition(ts, r, ordered))
+		assert.Equal(t, int32(0), r.partition, "ordered %v", ordered)
+	}
+	assert.Equal(t, int32(0), ts.sticky.Load())
+
+	parts[0].setSinkLocked(nil)
+	r := &record{size: 10}
+	require.NoError(t, pr.partition(ts, r, false))
+	assert.Equal(t, int32(0), r.partition, "no partition has a leader: it stays")
+}
+
 // TestARequestCarriesOnePartitionWhileItsConnectionHasASlotToSpare sends
 // three records, one per partition of a broker 5 ms away, held by a linger
 // so that they are due together. On connections carrying at most two

@@ -91,11 +91,11 @@ func (pr *producer) partition(ts *topicState, r *record, ordered bool) error {
 		r.partition = hashPartition(pr.set.keyHash, r.rec.Key, n)
 	case pr.set.sticky && ordered && pr.pipe.pipelining():
 		r.partition = pr.fillPartition(ts, r.size)
-	case pr.set.sticky && ordered:
-		r.partition = ts.sticky.Load() % n
+	case pr.set.sticky && (ordered || !pr.pipe.pipelining()):
+		r.partition = ts.stickyLed()
 	case pr.set.sticky:
 		p := ts.sticky.Load() % n
-		if pr.pipe.pipelining() && !pr.canLeave(ts.partitions()[p]) {
+		if !pr.canLeave(ts.partitions()[p]) {
 			// A record there would wait a round trip (every lane of the
 			// partition, or every request slot of its broker, is in
 			// flight): stick to the partition that can send soonest.
@@ -137,6 +137,26 @@ func (ts *topicState) unstick(id int32, bytes int, piped bool) {
 		}
 	}
 	ts.sticky.CompareAndSwap(id, next)
+}
+
+// stickyLed returns the sticky partition, moving it first to the next
+// partition with a leader if it has none (an election under way, a broker
+// down): nothing sends from there, and unstick, which moves it as batches
+// leave, would never run. With no partition led it stays.
+func (ts *topicState) stickyLed() int32 {
+	parts := ts.partitions()
+	n := int32(len(parts))
+	p := ts.sticky.Load() % n
+	if parts[p].sinkNow.Load() != nil {
+		return p
+	}
+	for i := int32(1); i < n; i++ {
+		if q := (p + i) % n; parts[q].sinkNow.Load() != nil {
+			ts.sticky.CompareAndSwap(p, q)
+			return q
+		}
+	}
+	return p
 }
 
 // canLeave reports whether a record placed on ps now could leave at once:
