@@ -65,7 +65,9 @@
 // over twice the partitions, at most a batch), then the next, in turn, so
 // that each partition's records gather while its batch is in flight. The
 // turn passes over a partition without a leader, and over one whose last
-// share still waits behind its batch in flight (a slow broker).
+// share still waits behind its batch in flight (a slow broker). Without
+// pipelining, keyless records leave a sticky partition that has lost its
+// leader for the next one that has one.
 //
 // # Provisioning
 //
