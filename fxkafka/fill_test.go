@@ -145,30 +145,36 @@ func TestTheFillSkipsAPartitionWithoutALeaderOrStillBehind(t *testing.T) {
 	assert.Equal(t, int32(2), ts.fill.Load().p)
 }
 
-// TestKeylessRecordsLeaveAStickyPartitionWithoutALeader places keyless
-// records by hand while requests do not pipeline: the sticky partition
-// lost its leader, so they go to the next partition that has one, which
-// becomes the sticky partition; with none led they stay.
-func TestKeylessRecordsLeaveAStickyPartitionWithoutALeader(t *testing.T) {
+// TestTheStickyPartitionFollowsTheLeaders drives a topic's leaders by hand
+// and places keyless records while requests do not pipeline: a sticky
+// partition losing its leader hands the sticky partition to the next one
+// that has one; with none led it stays; a partition gaining a leader takes
+// it from one that has none.
+func TestTheStickyPartitionFollowsTheLeaders(t *testing.T) {
 	checkLeaks(t)
 	p := newTestPool(t, testConfig(freeAddr(t)))
 	pr := &producer{pool: p, set: &p.set}
 	ts := led(pr, 3)
 	parts := ts.partitions()
-	ts.sticky.Store(1)
-	parts[1].setSinkLocked(nil)
-	parts[2].setSinkLocked(nil)
-	for _, ordered := range []bool{true, false} {
+	place := func(ordered bool) int32 {
 		r := &record{size: 10}
 		require.NoError(t, pr.partition(ts, r, ordered))
-		assert.Equal(t, int32(0), r.partition, "ordered %v", ordered)
+		return r.partition
 	}
-	assert.Equal(t, int32(0), ts.sticky.Load())
+	ts.sticky.Store(1)
+	parts[1].setSinkLocked(nil)
+	assert.Equal(t, int32(2), ts.sticky.Load(), "the next partition with a leader")
+	parts[2].setSinkLocked(nil)
+	assert.Equal(t, int32(0), place(true))
+	assert.Equal(t, int32(0), place(false))
 
 	parts[0].setSinkLocked(nil)
-	r := &record{size: 10}
-	require.NoError(t, pr.partition(ts, r, false))
-	assert.Equal(t, int32(0), r.partition, "no partition has a leader: it stays")
+	assert.Equal(t, int32(0), place(false), "no partition has a leader: it stays")
+
+	parts[2].setSinkLocked(&sink{pr: pr})
+	assert.Equal(t, int32(2), place(true), "a partition gaining a leader takes it from one without")
+	parts[1].setSinkLocked(&sink{pr: pr})
+	assert.Equal(t, int32(2), place(true), "not from one with a leader")
 }
 
 // TestARequestCarriesOnePartitionWhileItsConnectionHasASlotToSpare sends

@@ -92,7 +92,7 @@ func (pr *producer) partition(ts *topicState, r *record, ordered bool) error {
 	case pr.set.sticky && ordered && pr.pipe.pipelining():
 		r.partition = pr.fillPartition(ts, r.size)
 	case pr.set.sticky && (ordered || !pr.pipe.pipelining()):
-		r.partition = ts.stickyLed()
+		r.partition = ts.sticky.Load() % n
 	case pr.set.sticky:
 		p := ts.sticky.Load() % n
 		if !pr.canLeave(ts.partitions()[p]) {
@@ -139,24 +139,35 @@ func (ts *topicState) unstick(id int32, bytes int, piped bool) {
 	ts.sticky.CompareAndSwap(id, next)
 }
 
-// stickyLed returns the sticky partition, moving it first to the next
-// partition with a leader if it has none (an election under way, a broker
-// down): nothing sends from there, and unstick, which moves it as batches
-// leave, would never run. With no partition led it stays.
-func (ts *topicState) stickyLed() int32 {
+// followLeaders keeps the sticky partition on a partition with a leader:
+// ps, whose lock is held, just gained one (led) or lost it. One losing it
+// hands the sticky partition to the next that has one, since nothing sends
+// from it and unstick, which moves it as batches leave, would never run;
+// one gaining it takes the sticky partition from one that has none (a
+// topic loaded during an election). It runs as leaders change, not as
+// records are placed.
+func (ts *topicState) followLeaders(ps *partState, led bool) {
 	parts := ts.partitions()
 	n := int32(len(parts))
-	p := ts.sticky.Load() % n
-	if parts[p].sinkNow.Load() != nil {
-		return p
+	cur := ts.sticky.Load()
+	if ps.id >= n || cur >= n {
+		return // the topic is still being loaded or grown
+	}
+	if led {
+		if cur != ps.id && parts[cur].sinkNow.Load() == nil {
+			ts.sticky.CompareAndSwap(cur, ps.id)
+		}
+		return
+	}
+	if cur != ps.id {
+		return
 	}
 	for i := int32(1); i < n; i++ {
-		if q := (p + i) % n; parts[q].sinkNow.Load() != nil {
-			ts.sticky.CompareAndSwap(p, q)
-			return q
+		if q := (ps.id + i) % n; parts[q].sinkNow.Load() != nil {
+			ts.sticky.CompareAndSwap(cur, q)
+			return
 		}
 	}
-	return p
 }
 
 // canLeave reports whether a record placed on ps now could leave at once:

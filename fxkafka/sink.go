@@ -38,6 +38,7 @@ type partState struct {
 func (ps *partState) setSinkLocked(s *sink) {
 	ps.sink = s
 	ps.sinkNow.Store(s)
+	ps.topic.followLeaders(ps, s != nil)
 }
 
 // lanePart is one lane's share of a partition: the records waiting, the
