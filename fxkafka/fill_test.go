@@ -10,10 +10,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"go.fxkafka.dev/internal/netdelay"
 )
 
 // TestProduceKeylessRecordsFillOnePartitionAtATimeWhileRequestsPipeline
@@ -194,9 +191,7 @@ func TestARequestCarriesOnePartitionWhileItsConnectionHasASlotToSpare(t *testing
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			checkLeaks(t)
-			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic), kfake.ListenFn(netdelay.ListenFunc(5*time.Millisecond)))
-			require.NoError(t, err)
-			t.Cleanup(c.Close)
+			c := startFarCluster(t, 5*time.Millisecond, 1, 3)
 			cfg := testConfig(c.ListenAddrs()...)
 			cfg.Linger = 30 * time.Millisecond
 			p := newTestPool(t, cfg, WithSaramaConfig(func(sc *sarama.Config) { sc.Net.MaxOpenRequests = tt.slots }))

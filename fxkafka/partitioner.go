@@ -86,12 +86,13 @@ func (pr *producer) partition(ts *topicState, r *record, ordered bool) error {
 		r.partition = p
 		return nil
 	}
+	piped := pr.pipe.pipelining()
 	switch {
 	case r.rec.Key != nil:
 		r.partition = hashPartition(pr.set.keyHash, r.rec.Key, n)
-	case pr.set.sticky && ordered && pr.pipe.pipelining():
+	case pr.set.sticky && ordered && piped:
 		r.partition = pr.fillPartition(ts, r.size)
-	case pr.set.sticky && (ordered || !pr.pipe.pipelining()):
+	case pr.set.sticky && (ordered || !piped):
 		r.partition = ts.sticky.Load() % n
 	case pr.set.sticky:
 		p := ts.sticky.Load() % n

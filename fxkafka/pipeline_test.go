@@ -49,7 +49,14 @@ func TestTheGaugeGoesByTheShortestRoundTripSeen(t *testing.T) {
 // startFarBroker starts a 3-broker kfake cluster whose every request pays rtt.
 func startFarBroker(t *testing.T, rtt time.Duration) *kfake.Cluster {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(6, topic), kfake.ListenFn(netdelay.ListenFunc(rtt)))
+	return startFarCluster(t, rtt, 3, 6)
+}
+
+// startFarCluster starts a kfake cluster of brokers brokers, with topic of
+// partitions partitions, whose every request pays rtt.
+func startFarCluster(t *testing.T, rtt time.Duration, brokers int, partitions int32) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(brokers), kfake.SeedTopics(partitions, topic), kfake.ListenFn(netdelay.ListenFunc(rtt)))
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	return c

@@ -12,10 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"go.fxkafka.dev/internal/netdelay"
 )
 
 // noLeader makes c's metadata answers report LEADER_NOT_AVAILABLE for the
@@ -49,9 +46,7 @@ func running(fn string) bool {
 // all there.)
 func TestProduceKeylessRecordsPassOverAPartitionWithoutALeader(t *testing.T) {
 	checkLeaks(t)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic), kfake.ListenFn(netdelay.ListenFunc(5*time.Millisecond)))
-	require.NoError(t, err)
-	t.Cleanup(c.Close)
+	c := startFarCluster(t, 5*time.Millisecond, 1, 3)
 	lift := noLeader(c, 2)
 	t.Cleanup(lift)
 	cfg := testConfig(c.ListenAddrs()...)
@@ -99,16 +94,7 @@ func TestAPartitionAddedWithoutALeaderGetsOneLater(t *testing.T) {
 
 	lift := noLeader(c, 3)
 	defer lift()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	require.NoError(t, err)
-	defer cl.Close()
-	req := kmsg.NewPtrCreatePartitionsRequest()
-	rt := kmsg.NewCreatePartitionsRequestTopic()
-	rt.Topic, rt.Count = topic, 4
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctx, cl)
-	require.NoError(t, err)
-	require.Zero(t, resp.Topics[0].ErrorCode)
+	growTopic(t, c, 4)
 
 	prods := *p.shared.Load()
 	require.Len(t, prods, 1)
@@ -149,9 +135,7 @@ func TestAPartitionAddedWithoutALeaderGetsOneLater(t *testing.T) {
 // though two brokers of three were idle.)
 func TestOneStalledBrokerDoesNotStallKeylessProduce(t *testing.T) {
 	checkLeaks(t)
-	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(3, topic), kfake.ListenFn(netdelay.ListenFunc(5*time.Millisecond)))
-	require.NoError(t, err)
-	t.Cleanup(c.Close)
+	c := startFarCluster(t, 5*time.Millisecond, 3, 3)
 	for q := range int32(3) {
 		if c.LeaderFor(topic, q) != q {
 			require.NoError(t, c.MoveTopicPartition(topic, q, q))

@@ -194,19 +194,13 @@ func TestPromisesOfOnePartitionRunInProduceOrderWhenCloseGivesUp(t *testing.T) {
 // returned, nothing is.
 func TestStatsReturnToZeroAfterCloseGivesUp(t *testing.T) {
 	checkLeaks(t)
-	c := startBroker(t, "", topic)
-	cfg := testConfig(c.ListenAddrs()...)
-	cfg.MaxBufferedMessages = 50
-	p, err := New(cfg)
-	require.NoError(t, err)
-	_, _, err = p.SendMessage(context.Background(), msg("warm-up"))
-	require.NoError(t, err)
-	held, _ := holdProduce(t, c)
+	const buffered = 50
+	p, held := heldPool(t, buffered)
 	ps := newPromises(200)
 	var wg sync.WaitGroup
 	for i := range 200 {
 		m := &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(fmt.Sprint(i % 7)), Value: sarama.StringEncoder(value(i))}
-		if i < cfg.MaxBufferedMessages {
+		if i < buffered {
 			p.Produce(context.Background(), m, ps.for_(i, m))
 			continue
 		}
@@ -230,9 +224,7 @@ func TestStatsReturnToZeroAfterCloseGivesUp(t *testing.T) {
 	assert.Zero(t, s.InFlight, "InFlight")
 	assert.Zero(t, s.Buffered, "Buffered")
 	assert.Zero(t, s.Waiting, "Waiting")
-	for i, err := range ps.errs {
-		require.True(t, errors.Is(err, ErrPoolClosed) || errors.Is(err, ErrDeliveryUnknown), "message %d: %v", i, err)
-	}
+	requireGivenUp(t, ps)
 }
 
 // TestAMessagePlacedCompletesNormallyWhateverItsContextDoes: "The ctx

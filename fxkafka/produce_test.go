@@ -230,19 +230,38 @@ func TestProduceBlocksOnAFullBufferAndHonoursItsContext(t *testing.T) {
 	assert.NotContains(t, countValues(readBack(t, c, topic)), "one too many")
 }
 
-func TestCloseWithAFullBufferCallsEveryPromise(t *testing.T) {
-	checkLeaks(t)
+// heldPool returns a pool buffering at most maxBuffered messages, warmed
+// up on a broker that then holds every produce request (holdProduce's
+// held). Its caller closes it.
+func heldPool(t *testing.T, maxBuffered int) (p *ProducerPool, held <-chan struct{}) {
+	t.Helper()
 	c := startBroker(t, "", topic)
 	cfg := testConfig(c.ListenAddrs()...)
-	cfg.MaxBufferedMessages = 500
+	cfg.MaxBufferedMessages = maxBuffered
 	p, err := New(cfg)
 	require.NoError(t, err)
 	_, _, err = p.SendMessage(context.Background(), msg("warm-up"))
 	require.NoError(t, err)
-	held, _ := holdProduce(t, c)
+	held, _ = holdProduce(t, c)
+	return p, held
+}
 
-	ps := newPromises(cfg.MaxBufferedMessages)
-	for i := range cfg.MaxBufferedMessages {
+// requireGivenUp checks that every outcome ps holds is a Close giving up:
+// ErrPoolClosed (never sent) or ErrDeliveryUnknown (sent, unanswered).
+func requireGivenUp(t *testing.T, ps *promises) {
+	t.Helper()
+	for i, err := range ps.errs {
+		require.True(t, errors.Is(err, ErrPoolClosed) || errors.Is(err, ErrDeliveryUnknown), "message %d: %v", i, err)
+	}
+}
+
+func TestCloseWithAFullBufferCallsEveryPromise(t *testing.T) {
+	checkLeaks(t)
+	const buffered = 500
+	p, held := heldPool(t, buffered)
+
+	ps := newPromises(buffered)
+	for i := range buffered {
 		m := msg(value(i))
 		p.Produce(context.Background(), m, ps.for_(i, m))
 	}
@@ -251,10 +270,8 @@ func TestCloseWithAFullBufferCallsEveryPromise(t *testing.T) {
 	defer cancel()
 	require.ErrorIs(t, p.Close(ctx), context.DeadlineExceeded, "Close gave up on held messages")
 	ps.check(t) // before Close returned
-	for i, err := range ps.errs {
-		require.True(t, errors.Is(err, ErrPoolClosed) || errors.Is(err, ErrDeliveryUnknown), "message %d: %v", i, err)
-	}
-	assert.Len(t, ps.errs, cfg.MaxBufferedMessages, "nothing was acknowledged")
+	requireGivenUp(t, ps)
+	assert.Len(t, ps.errs, buffered, "nothing was acknowledged")
 
 	// A Produce after Close still gets its promise, on a pool goroutine.
 	done := make(chan error, 1)

@@ -13,6 +13,21 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+// growTopic grows topic on c to count partitions, as an operator would.
+func growTopic(t *testing.T, c *kfake.Cluster, count int32) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	require.NoError(t, err)
+	defer cl.Close()
+	req := kmsg.NewPtrCreatePartitionsRequest()
+	rt := kmsg.NewCreatePartitionsRequestTopic()
+	rt.Topic, rt.Count = topic, count
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(context.Background(), cl)
+	require.NoError(t, err)
+	require.Zero(t, resp.Topics[0].ErrorCode)
+}
+
 func TestKeysHashOverPartitionsAddedToATopic(t *testing.T) {
 	checkLeaks(t)
 	c, err := kfake.NewCluster(kfake.SeedTopics(2, topic))
@@ -25,16 +40,7 @@ func TestKeysHashOverPartitionsAddedToATopic(t *testing.T) {
 	_, _, err = p.SendMessage(ctx, msg("two partitions"))
 	require.NoError(t, err)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
-	require.NoError(t, err)
-	defer cl.Close()
-	req := kmsg.NewPtrCreatePartitionsRequest()
-	rt := kmsg.NewCreatePartitionsRequestTopic()
-	rt.Topic, rt.Count = topic, 4
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctx, cl)
-	require.NoError(t, err)
-	require.Zero(t, resp.Topics[0].ErrorCode)
+	growTopic(t, c, 4)
 
 	waitFor(t, 10*time.Second, "the pool to see 4 partitions", func() bool {
 		for _, pr := range p.allProducers() {
