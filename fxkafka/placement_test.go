@@ -82,15 +82,8 @@ func TestProduceKeylessRecordsPassOverAPartitionWithoutALeader(t *testing.T) {
 // Close.)
 func TestAPartitionAddedWithoutALeaderGetsOneLater(t *testing.T) {
 	checkLeaks(t)
-	c, err := kfake.NewCluster(kfake.SeedTopics(2, topic))
-	require.NoError(t, err)
-	t.Cleanup(c.Close)
-	p := newTestPool(t, testConfig(c.ListenAddrs()...), WithSaramaConfig(func(sc *sarama.Config) {
-		sc.Metadata.RefreshFrequency = 20 * time.Millisecond
-	}))
+	c, p := twoPartitionPool(t)
 	ctx := context.Background()
-	_, _, err = p.SendMessage(ctx, msg("two partitions"))
-	require.NoError(t, err)
 
 	lift := noLeader(c, 3)
 	defer lift()

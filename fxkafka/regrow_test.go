@@ -13,6 +13,22 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+// twoPartitionPool returns a kfake cluster whose topic has two
+// partitions, and a pool that has sent to it and refreshes its metadata
+// every 20 ms, so that it soon sees partitions added.
+func twoPartitionPool(t *testing.T) (*kfake.Cluster, *ProducerPool) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.SeedTopics(2, topic))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	p := newTestPool(t, testConfig(c.ListenAddrs()...), WithSaramaConfig(func(sc *sarama.Config) {
+		sc.Metadata.RefreshFrequency = 20 * time.Millisecond
+	}))
+	_, _, err = p.SendMessage(context.Background(), msg("two partitions"))
+	require.NoError(t, err)
+	return c, p
+}
+
 // growTopic grows topic on c to count partitions, as an operator would.
 func growTopic(t *testing.T, c *kfake.Cluster, count int32) {
 	t.Helper()
@@ -30,15 +46,8 @@ func growTopic(t *testing.T, c *kfake.Cluster, count int32) {
 
 func TestKeysHashOverPartitionsAddedToATopic(t *testing.T) {
 	checkLeaks(t)
-	c, err := kfake.NewCluster(kfake.SeedTopics(2, topic))
-	require.NoError(t, err)
-	t.Cleanup(c.Close)
-	p := newTestPool(t, testConfig(c.ListenAddrs()...), WithSaramaConfig(func(sc *sarama.Config) {
-		sc.Metadata.RefreshFrequency = 20 * time.Millisecond
-	}))
+	c, p := twoPartitionPool(t)
 	ctx := context.Background()
-	_, _, err = p.SendMessage(ctx, msg("two partitions"))
-	require.NoError(t, err)
 
 	growTopic(t, c, 4)
 
