@@ -26,7 +26,7 @@ const (
 	DefaultCompression         = "none"           // Config.Compression
 	DefaultKeyHash             = "fnv1a"          // Config.KeyHash
 	DefaultMaxBatchBytes       = 1024 * 1024      // Config.MaxBatchBytes (or MaxMessageBytes, if larger)
-	DefaultMaxBufferedMessages = 40000            // Config.MaxBufferedMessages
+	DefaultMaxBufferedMessages = 50000            // Config.MaxBufferedMessages
 	DefaultMaxBufferedBytes    = 64 * 1024 * 1024 // Config.MaxBufferedBytes (or MaxMessageBytes, if larger)
 
 	// DefaultLinger is Config.Linger's default: how long a batch may wait
@@ -168,12 +168,14 @@ type Config struct {
 
 	// MaxBufferedMessages bounds the messages Produce has handed to the pool
 	// whose promise has not yet returned; when it is reached, Produce waits
-	// for space. 0 means DefaultMaxBufferedMessages (40000: one goroutine
-	// producing to a kfake broker 5 ms away, measured before Produce's
-	// keyless records filled the partitions in turn (Partitioner), got
-	// 2.34-2.41M messages/s with 40000 buffered at a peak heap of 94-97
-	// MiB, 2.56-2.62M with 80000 at 169-171 MiB, and 2.42-2.48M with 160000
-	// at 294-312 MiB). Env: KAFKA_MAX_BUFFERED_MESSAGES.
+	// for space. 0 means DefaultMaxBufferedMessages (50000, as franz-go's
+	// default: one goroutine producing to a kfake broker 5 ms away, two
+	// interleaved runs of BenchmarkProducePool each, got 2.33-2.40M
+	// messages/s with 40000 buffered at a peak heap of 92-97 MiB,
+	// 2.52-2.57M with 50000 at 113-118 MiB, 2.52-2.57M with 80000 at
+	// 166-167 MiB, and 2.38-2.43M with 100000 at 207 MiB: past 50000 the
+	// larger batches take the broker longer and the process is short of
+	// CPU, not of buffer). Env: KAFKA_MAX_BUFFERED_MESSAGES.
 	MaxBufferedMessages int `json:"maxBufferedMessages" yaml:"maxBufferedMessages" env:"KAFKA_MAX_BUFFERED_MESSAGES"`
 
 	// MaxBufferedBytes bounds the bytes of those messages. A message larger
