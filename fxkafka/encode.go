@@ -103,25 +103,25 @@ func putRecordsBuf(b []byte) {
 // poolable reports whether b is worth keeping for another batch.
 func poolable(b []byte) bool { return cap(b) > 0 && cap(b) <= maxPooledRecordsBuf }
 
-// appendRecord appends r's encoding in a record batch (magic 2) with the
-// offset delta and timestamp delta (in milliseconds) given, byte for byte
-// what sarama's Record.encode writes for r with those deltas and no
-// attributes (a record's attributes are unused in magic 2): r's own
-// Attributes, OffsetDelta and TimestampDelta are not read.
-func appendRecord(buf []byte, r *sarama.Record, offsetDelta, ts int64) []byte {
+// appendRecord appends the encoding of a record of key, value and hdrs in
+// a record batch (magic 2) with the offset delta and timestamp delta (in
+// milliseconds) given, byte for byte what sarama's Record.encode writes
+// for such a record with those deltas and no attributes (a record's
+// attributes are unused in magic 2).
+func appendRecord(buf, key, value []byte, hdrs []sarama.RecordHeader, offsetDelta, ts int64) []byte {
 	body := 1 + varintLen(ts) + varintLen(offsetDelta) +
-		varbytesLen(r.Key) + varbytesLen(r.Value) + varintLen(int64(len(r.Headers)))
-	for _, h := range r.Headers {
+		varbytesLen(key) + varbytesLen(value) + varintLen(int64(len(hdrs)))
+	for _, h := range hdrs {
 		body += varbytesLen(h.Key) + varbytesLen(h.Value)
 	}
 	buf = binary.AppendVarint(buf, int64(body))
 	buf = append(buf, 0) // attributes
 	buf = binary.AppendVarint(buf, ts)
 	buf = binary.AppendVarint(buf, offsetDelta)
-	buf = appendVarbytes(buf, r.Key)
-	buf = appendVarbytes(buf, r.Value)
-	buf = binary.AppendVarint(buf, int64(len(r.Headers)))
-	for _, h := range r.Headers {
+	buf = appendVarbytes(buf, key)
+	buf = appendVarbytes(buf, value)
+	buf = binary.AppendVarint(buf, int64(len(hdrs)))
+	for _, h := range hdrs {
 		buf = appendVarbytes(buf, h.Key)
 		buf = appendVarbytes(buf, h.Value)
 	}

@@ -98,7 +98,7 @@ func TestThePoolEncodesRecordsAsSaramaDoes(t *testing.T) {
 	ours := batch()
 	var raw []byte
 	for i := range recs {
-		raw = appendRecord(raw, &sarama.Record{Key: recs[i].r.Key, Value: recs[i].r.Value, Headers: recs[i].r.Headers}, int64(i), millisAfter(recs[i].ts, first))
+		raw = appendRecord(raw, recs[i].r.Key, recs[i].r.Value, headerValues(recs[i].r.Headers), int64(i), millisAfter(recs[i].ts, first))
 	}
 	encodedRecords.set(ours, raw, len(recs))
 
@@ -219,4 +219,13 @@ func TestARetriedBatchSendsTheSameBytes(t *testing.T) {
 	for i := range msgs {
 		require.Equal(t, value(i)+"/"+value(i), got[value(i)])
 	}
+}
+
+// headerValues is hdrs as the pool's records hold them.
+func headerValues(hdrs []*sarama.RecordHeader) []sarama.RecordHeader {
+	var vs []sarama.RecordHeader
+	for _, h := range hdrs {
+		vs = append(vs, *h)
+	}
+	return vs
 }

@@ -22,7 +22,7 @@ type finisher struct {
 }
 
 func (f *finisher) add(r *record, off int64, err error, n int) {
-	r.offset, r.err, r.batchN = off, err, n
+	r.offset, r.err, r.batchN = off, err, int32(n)
 	f.single = append(f.single, r)
 }
 
@@ -116,7 +116,7 @@ func (pr *producer) settle(b *batch, block *sarama.ProduceResponseBlock, reqErr 
 		// A duplicate is a retry of a batch the broker had stored.
 		n := len(b.recs)
 		for i, r := range b.recs {
-			r.offset, r.err, r.batchN = -1, nil, n
+			r.offset, r.err, r.batchN = -1, nil, int32(n)
 			if block.Offset >= 0 {
 				r.offset = block.Offset + int64(i)
 			}

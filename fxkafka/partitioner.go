@@ -71,8 +71,8 @@ func (pr *producer) partition(ts *topicState, r *record, ordered bool) error {
 	n := int32(len(ts.partitions()))
 	if ts.part != nil {
 		m := &sarama.ProducerMessage{Topic: r.topic, Partition: r.partition}
-		if r.rec.Key != nil {
-			m.Key = sarama.ByteEncoder(r.rec.Key)
+		if k := r.key(); k != nil {
+			m.Key = sarama.ByteEncoder(k)
 		}
 		ts.pmu.Lock()
 		p, err := ts.part.Partition(m, n)
@@ -88,8 +88,8 @@ func (pr *producer) partition(ts *topicState, r *record, ordered bool) error {
 	}
 	piped := pr.pipe.pipelining()
 	switch {
-	case r.rec.Key != nil:
-		r.partition = hashPartition(pr.set.keyHash, r.rec.Key, n)
+	case r.hasKey:
+		r.partition = hashPartition(pr.set.keyHash, r.key(), n)
 	case pr.set.sticky && ordered && piped:
 		r.partition = pr.fillPartition(ts, r.size)
 	case pr.set.sticky && (ordered || !piped):

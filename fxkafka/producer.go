@@ -195,7 +195,7 @@ func (pr *producer) enqueue(ctx context.Context, recs []*record, laneIdx int) er
 	}
 	for _, r := range recs {
 		r.enqueued = now
-		r.prodID = pr.id
+		r.prodID = int32(pr.id)
 		ps := r.ps
 		ps.mu.Lock()
 		li := laneIdx

@@ -14,37 +14,56 @@ import (
 // record is one message inside the pool, from the send that accepted it to
 // its outcome. It holds the pool's own copy of the message's key, value and
 // headers, so sarama never reads the caller's memory and the caller owns its
-// message again when the send returns, and the sarama record a batch
-// encodes, which points into that copy.
+// message again when the send returns. It is kept to four cache lines
+// (248 bytes, in a 256-byte size class): four goroutines touch each record
+// in turn (the sender, the sink, the broker's answer, the promises), and
+// each line of it moves between cores as they do.
 type record struct {
-	rec       sarama.Record
-	topic     string
-	partition int32      // set when the record joins a partition
-	ps        *partState // the partition it joined
-	ts        time.Time  // the message's timestamp; if it has none, the time its first batch was made
-	size      int        // bytes it adds to a batch, as the broker counts them
-	enqueued  time.Time  // when it joined a lane: linger and queueing delay
-	buf       []byte     // key then value
-	hdrs      []sarama.RecordHeader
-	hdrPtrs   []*sarama.RecordHeader
-
-	// state orders the caller giving up against the sink sending: whoever
-	// moves it out of stQueued decides whether the record was ever sent.
-	state atomic.Int32
-	call  *call       // the synchronous send its outcome reaches (own, or a SendMessages call's); nil for Produce, whose own.promise takes it
-	own   call        // the call of a single-message send
-	one   [1]*record  // the record itself, as the slice a single-message send dispatches
-	told  atomic.Bool // the outcome reached the counters and hooks
-
 	// The outcome, written before call learns of it.
 	offset int64
 	err    error
-	batchN int // records in the batch that carried it
-	prodID int // the producer that carried it
 
-	hook   *hookRecord // non-nil only when send hooks are registered
+	partition int32 // set when the record joins a partition
+	// state orders the caller giving up against the sink sending: whoever
+	// moves it out of stQueued decides whether the record was ever sent.
+	state  atomic.Int32
+	klen   int32       // the key's bytes at the start of buf, the value's after it
+	told   atomic.Bool // the outcome reached the counters and hooks
+	hasKey bool        // false: the key is null
+	hasVal bool        // false: the value is null (a tombstone)
+	spaced bool        // a Produce message holds buffer space until its promise has returned (all but one failed before it took any)
+
+	ts     time.Time   // the message's timestamp; if it has none, the time its first batch was made
+	size   int         // bytes it adds to a batch, as the broker counts them
 	epoch  *flushEpoch // a Produce message's flush epoch, until its promise has returned
-	spaced bool        // and it holds buffer space meanwhile (all but one failed before it took any)
+	own    call        // the call of a single-message send
+	call   *call       // the synchronous send its outcome reaches (own, or a SendMessages call's); nil for Produce, whose own.promise takes it
+	ps     *partState  // the partition it joined
+	hook   *hookRecord // non-nil only when send hooks are registered
+	batchN int32       // records in the batch that carried it
+	prodID int32       // the producer that carried it
+
+	topic    string
+	enqueued time.Time // when it joined a lane: linger and queueing delay
+	buf      []byte    // key then value
+	hdrs     []sarama.RecordHeader
+	one      [1]*record // the record itself, as the slice a single-message send dispatches
+}
+
+// key is the record's key, nil if it has none.
+func (r *record) key() []byte {
+	if !r.hasKey {
+		return nil
+	}
+	return r.buf[:r.klen:r.klen]
+}
+
+// value is the record's value, nil if it is null.
+func (r *record) value() []byte {
+	if !r.hasVal {
+		return nil
+	}
+	return r.buf[r.klen:]
 }
 
 // Record states.
@@ -92,11 +111,11 @@ func (r *record) reset() {
 	default:
 	}
 	clear(r.hdrs) // their keys and values are the last message's header bytes
-	r.buf, r.hdrs, r.hdrPtrs = r.buf[:0], r.hdrs[:0], r.hdrPtrs[:0]
+	r.buf, r.hdrs = r.buf[:0], r.hdrs[:0]
 	if cap(r.buf) > 64<<10 {
 		r.buf = nil
 	}
-	r.rec = sarama.Record{} // its key, value and headers point into the buffers
+	r.klen, r.hasKey, r.hasVal = 0, false, false // no key or value in an empty buffer
 	r.topic = ""
 	r.ps = nil
 	r.enqueued = time.Time{}
@@ -156,6 +175,9 @@ func (p *ProducerPool) fill(r *record, m *sarama.ProducerMessage) error {
 			return invalid(fmt.Sprintf("encode value: %v", err))
 		}
 	}
+	if len(key) > MaxRequestBytes {
+		return invalid(fmt.Sprintf("key of %d bytes exceeds MaxMessageBytes (%d)", len(key), p.set.maxMessageBytes))
+	}
 	buf := append(append(r.buf[:0], key...), value...)
 	if buf == nil {
 		// An empty key or value must stay empty, not become null (a null
@@ -163,20 +185,14 @@ func (p *ProducerPool) fill(r *record, m *sarama.ProducerMessage) error {
 		buf = []byte{}
 	}
 	r.buf = buf
-	r.rec = sarama.Record{}
-	if key != nil {
-		r.rec.Key = buf[:len(key):len(key)]
-	}
-	if value != nil {
-		r.rec.Value = buf[len(key):]
-	}
+	r.klen, r.hasKey, r.hasVal = int32(len(key)), key != nil, value != nil
+	r.hdrs = r.hdrs[:0]
 	if n := len(m.Headers); n > 0 {
 		hbytes := 0
 		for _, h := range m.Headers {
 			hbytes += len(h.Key) + len(h.Value)
 		}
 		hb := make([]byte, 0, hbytes)
-		r.hdrs, r.hdrPtrs = r.hdrs[:0], r.hdrPtrs[:0]
 		for _, h := range m.Headers {
 			k0 := len(hb)
 			hb = append(hb, h.Key...)
@@ -188,15 +204,11 @@ func (p *ProducerPool) fill(r *record, m *sarama.ProducerMessage) error {
 			}
 			r.hdrs = append(r.hdrs, rh)
 		}
-		for i := range r.hdrs {
-			r.hdrPtrs = append(r.hdrPtrs, &r.hdrs[i])
-		}
-		r.rec.Headers = r.hdrPtrs
 	}
 	r.topic = m.Topic
 	r.partition = m.Partition
 	r.ts = m.Timestamp // if zero, cut stamps the record once for its batch
-	size, alone := p.recordSizes(&r.rec)
+	size, alone := p.recordSizes(r.key(), r.value(), r.hdrs)
 	r.size = size
 	if alone += p.batchHeader(); alone > p.set.maxMessageBytes {
 		return invalid(fmt.Sprintf("message of %d bytes (as the broker counts it, with its batch header) exceeds MaxMessageBytes (%d)", alone, p.set.maxMessageBytes))
@@ -242,19 +254,19 @@ func (p *ProducerPool) batchHeader() int {
 // records, which any batch under 7 MiB is) and a timestamp delta at most 7
 // (the timestamps the pool accepts lie between 1970 and 2262). For the
 // legacy message set the two sizes are the same.
-func (p *ProducerPool) recordSizes(r *sarama.Record) (inBatch, alone int) {
+func (p *ProducerPool) recordSizes(key, value []byte, hdrs []sarama.RecordHeader) (inBatch, alone int) {
 	if !p.set.version.IsAtLeast(sarama.V0_11_0_0) {
 		n := legacyEntryV0
 		if p.set.version.IsAtLeast(sarama.V0_10_0_0) {
 			n = legacyEntryV1
 		}
-		n += len(r.Key) + len(r.Value)
+		n += len(key) + len(value)
 		return n, n
 	}
 	body := 1 // attributes; the deltas are added below
-	body += varbytesLen(r.Key) + varbytesLen(r.Value)
-	body += varintLen(int64(len(r.Headers)))
-	for _, h := range r.Headers {
+	body += varbytesLen(key) + varbytesLen(value)
+	body += varintLen(int64(len(hdrs)))
+	for _, h := range hdrs {
 		body += varbytesLen(h.Key) + varbytesLen(h.Value)
 	}
 	in, one := body+10, body+2

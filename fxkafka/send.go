@@ -88,11 +88,11 @@ func (p *ProducerPool) accept(ctx context.Context, msg *sarama.ProducerMessage) 
 func (hr *hookRecord) readCopies(r *record) {
 	m := hr.msg
 	m.Key, m.Value = nil, nil
-	if r.rec.Key != nil {
-		m.Key = sarama.ByteEncoder(r.rec.Key)
+	if k := r.key(); k != nil {
+		m.Key = sarama.ByteEncoder(k)
 	}
-	if r.rec.Value != nil {
-		m.Value = sarama.ByteEncoder(r.rec.Value)
+	if v := r.value(); v != nil {
+		m.Value = sarama.ByteEncoder(v)
 	}
 	if len(r.hdrs) > 0 {
 		m.Headers = append(m.Headers[:0:0], r.hdrs...)
@@ -153,10 +153,10 @@ func (p *ProducerPool) told(r *record, err error) bool {
 		part, off := int32(-1), int64(-1)
 		n := 0
 		if err == nil {
-			part, off, n = r.partition, r.offset, r.batchN
+			part, off, n = r.partition, r.offset, int(r.batchN)
 			r.hook.msg.Timestamp = r.ts // as the caller's message gets it
 		}
-		p.hookEnd(r.hook, part, off, n, r.prodID, err)
+		p.hookEnd(r.hook, part, off, n, int(r.prodID), err)
 	}
 	return true
 }

@@ -611,20 +611,27 @@ func (b *batch) recordBatch(pr *producer) *sarama.RecordBatch {
 	// encodes, and compresses, the others.
 	own := pr.set.codec == sarama.CompressionNone && encodedRecords.ok
 	var buf []byte
+	var recs []sarama.Record // sarama's records, for it to encode: one allocation a batch
 	if own {
 		buf = getRecordsBuf(b.bytes)
 	} else {
 		rb.Records = make([]*sarama.Record, len(b.recs))
+		recs = make([]sarama.Record, len(b.recs))
 	}
 	rb.MaxTimestamp = first
 	for i, r := range b.recs {
 		delta := millisAfter(r.ts, first)
 		if own {
-			buf = appendRecord(buf, &r.rec, int64(i), delta)
+			buf = appendRecord(buf, r.key(), r.value(), r.hdrs, int64(i), delta)
 		} else {
-			r.rec.OffsetDelta = int64(i)
-			r.rec.TimestampDelta = time.Duration(delta) * time.Millisecond
-			rb.Records[i] = &r.rec
+			recs[i] = sarama.Record{
+				Key:            r.key(),
+				Value:          r.value(),
+				Headers:        headerPtrs(r.hdrs),
+				OffsetDelta:    int64(i),
+				TimestampDelta: time.Duration(delta) * time.Millisecond,
+			}
+			rb.Records[i] = &recs[i]
 		}
 		if r.ts.After(rb.MaxTimestamp) {
 			rb.MaxTimestamp = r.ts
@@ -640,6 +647,18 @@ func (b *batch) recordBatch(pr *producer) *sarama.RecordBatch {
 	}
 	b.rb = rb
 	return rb
+}
+
+// headerPtrs is hdrs as sarama's records hold them, nil if there are none.
+func headerPtrs(hdrs []sarama.RecordHeader) []*sarama.RecordHeader {
+	if len(hdrs) == 0 {
+		return nil
+	}
+	ptrs := make([]*sarama.RecordHeader, len(hdrs))
+	for i := range hdrs {
+		ptrs[i] = &hdrs[i]
+	}
+	return ptrs
 }
 
 // millisAfter is how many milliseconds the record stamped t is stored
@@ -665,7 +684,7 @@ func (b *batch) messageSet(pr *producer) *sarama.MessageSet {
 	}
 	set := &sarama.MessageSet{}
 	for _, r := range b.recs {
-		m := &sarama.Message{Key: r.rec.Key, Value: r.rec.Value, Timestamp: r.ts, Version: v}
+		m := &sarama.Message{Key: r.key(), Value: r.value(), Timestamp: r.ts, Version: v}
 		set.Messages = append(set.Messages, &sarama.MessageBlock{Msg: m})
 	}
 	b.set = set
