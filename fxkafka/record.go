@@ -27,21 +27,24 @@ type record struct {
 	// state orders the caller giving up against the sink sending: whoever
 	// moves it out of stQueued decides whether the record was ever sent.
 	state  atomic.Int32
-	klen   int32       // the key's bytes at the start of buf, the value's after it
 	told   atomic.Bool // the outcome reached the counters and hooks
 	hasKey bool        // false: the key is null
 	hasVal bool        // false: the value is null (a tombstone)
 	spaced bool        // a Produce message holds buffer space until its promise has returned (all but one failed before it took any)
 
-	ts     time.Time   // the message's timestamp; if it has none, the time its first batch was made
-	size   int         // bytes it adds to a batch, as the broker counts them
-	epoch  *flushEpoch // a Produce message's flush epoch, until its promise has returned
-	own    call        // the call of a single-message send
-	call   *call       // the synchronous send its outcome reaches (own, or a SendMessages call's); nil for Produce, whose own.promise takes it
-	ps     *partState  // the partition it joined
-	hook   *hookRecord // non-nil only when send hooks are registered
-	batchN int32       // records in the batch that carried it
-	prodID int32       // the producer that carried it
+	ts    time.Time   // the message's timestamp; if it has none, the time its first batch was made
+	size  int         // bytes it adds to a batch, as the broker counts them
+	epoch *flushEpoch // a Produce message's flush epoch, until its promise has returned
+	own   call        // the call of a single-message send
+	call  *call       // the synchronous send its outcome reaches (own, or a SendMessages call's); nil for Produce, whose own.promise takes it
+	hook  *hookRecord // non-nil only when send hooks are registered
+
+	// The first two lines, above, are what the outcome and the promise
+	// goroutine read, and all that reset clears; fill sets the rest.
+	ps     *partState // the partition it joined
+	klen   int32      // the key's bytes at the start of buf, the value's after it
+	batchN int32      // records in the batch that carried it
+	prodID int32      // the producer that carried it
 
 	topic    string
 	enqueued time.Time // when it joined a lane: linger and queueing delay
@@ -100,34 +103,24 @@ func (r *record) release() {
 	recordPool.Put(r)
 }
 
-// reset readies r for its next use: it clears what fill does not set and
-// what refers to anything but the record's own memory (fill sets the rest:
-// TestAResetRecordIsReusedAsNew), and drops a large buffer, so a recycled
-// record pins nothing. Clearing field by field costs less than
-// zeroing the whole record.
+// reset readies r for its next use, on the goroutine that read its
+// outcome: it clears what fill does not set, all in the record's first two
+// cache lines, which that goroutine has just read. Those hold what refers
+// to the caller's memory or the pool's (the message, the promise, the
+// error, the hooks' record), so a recycled record pins none of it but its
+// topic's name. fill clears the rest, on the goroutine that takes the
+// record next and writes those lines anyway (TestAResetRecordIsReusedAsNew),
+// and drops a large buffer then.
 func (r *record) reset() {
 	select {
 	case <-r.own.done: // never left full; drained for the next use
 	default:
 	}
-	clear(r.hdrs) // their keys and values are the last message's header bytes
-	r.buf, r.hdrs = r.buf[:0], r.hdrs[:0]
-	if cap(r.buf) > 64<<10 {
-		r.buf = nil
-	}
-	r.klen, r.hasKey, r.hasVal = 0, false, false // no key or value in an empty buffer
-	r.topic = ""
-	r.ps = nil
-	r.enqueued = time.Time{}
-	r.call = nil
+	r.err, r.epoch, r.call, r.hook = nil, nil, nil, nil
 	r.own.pending.Store(0)
 	r.own.promise, r.own.msg = nil, nil
-	r.one[0] = nil
 	r.told.Store(false)
-	r.err = nil
-	r.batchN, r.prodID = 0, 0
-	r.hook = nil
-	r.epoch, r.spaced = nil, false
+	r.spaced = false
 }
 
 // Kafka's record batch (magic 2) header, counted by the broker against
@@ -178,6 +171,12 @@ func (p *ProducerPool) fill(r *record, m *sarama.ProducerMessage) error {
 	if len(key) > MaxRequestBytes {
 		return invalid(fmt.Sprintf("key of %d bytes exceeds MaxMessageBytes (%d)", len(key), p.set.maxMessageBytes))
 	}
+	// What reset left for the goroutine that uses the record next.
+	clear(r.hdrs) // their keys and values are the last message's header bytes
+	if cap(r.buf) > 64<<10 {
+		r.buf = nil // not kept for a smaller message
+	}
+	r.ps, r.enqueued, r.one[0], r.batchN, r.prodID = nil, time.Time{}, nil, 0, 0
 	buf := append(append(r.buf[:0], key...), value...)
 	if buf == nil {
 		// An empty key or value must stay empty, not become null (a null

@@ -88,17 +88,28 @@ func TestAResetRecordIsReusedAsNew(t *testing.T) {
 		})
 	}
 	t.Run("a large buffer is not kept", func(t *testing.T) {
-		r := &record{buf: make([]byte, 1<<20), klen: 1, hasKey: true, hasVal: true}
+		r := &record{buf: make([]byte, 1<<20)}
 		r.reset()
-		require.Nil(t, r.buf)
-		require.Nil(t, r.key(), "a key of a dropped buffer")
-		require.Nil(t, r.value(), "a value of a dropped buffer")
+		require.NoError(t, p.fill(r, msgs["value only"]))
+		require.Less(t, cap(r.buf), 64<<10, "a small message kept the large buffer")
 	})
 	t.Run("header bytes are not kept", func(t *testing.T) {
 		hb := make([]byte, 2)
 		r := &record{hdrs: []sarama.RecordHeader{{Key: hb[:1], Value: hb[1:]}}}
 		r.reset()
+		require.NoError(t, p.fill(r, msgs["value only"]))
 		require.Zero(t, r.hdrs[:1][0], "a kept header would pin the last message's header bytes")
+	})
+	t.Run("nothing of the caller's is kept but the topic", func(t *testing.T) {
+		r := new(record)
+		dirty(reflect.ValueOf(r).Elem())
+		r.reset()
+		require.Nil(t, r.own.msg)
+		require.Nil(t, r.own.promise)
+		require.Nil(t, r.err)
+		require.Nil(t, r.hook)
+		require.Nil(t, r.call)
+		require.Nil(t, r.epoch)
 	})
 }
 
