@@ -104,13 +104,13 @@ func (r *record) release() {
 }
 
 // reset readies r for its next use, on the goroutine that read its
-// outcome: it clears what fill does not set, all in the record's first two
-// cache lines, which that goroutine has just read. Those hold what refers
-// to the caller's memory or the pool's (the message, the promise, the
-// error, the hooks' record), so a recycled record pins none of it but its
+// outcome: it clears what fill does not set, almost all of it in the
+// record's first two cache lines, which that goroutine has just read.
+// Those hold what refers to the caller's memory or the pool's (the
+// message, the promise, the error, the hooks' record); with the partition
+// and a large buffer, cleared too, a recycled record pins nothing but its
 // topic's name. fill clears the rest, on the goroutine that takes the
-// record next and writes those lines anyway (TestAResetRecordIsReusedAsNew),
-// and drops a large buffer then.
+// record next and writes those lines anyway (TestAResetRecordIsReusedAsNew).
 func (r *record) reset() {
 	select {
 	case <-r.own.done: // never left full; drained for the next use
@@ -121,6 +121,12 @@ func (r *record) reset() {
 	r.own.promise, r.own.msg = nil, nil
 	r.told.Store(false)
 	r.spaced = false
+	// Beyond the first two lines, what would pin the pool (the partition
+	// leads to its producer) or a large buffer.
+	r.ps = nil
+	if cap(r.buf) > 64<<10 {
+		r.buf = nil
+	}
 }
 
 // Kafka's record batch (magic 2) header, counted by the broker against
@@ -168,15 +174,15 @@ func (p *ProducerPool) fill(r *record, m *sarama.ProducerMessage) error {
 			return invalid(fmt.Sprintf("encode value: %v", err))
 		}
 	}
-	if len(key) > MaxRequestBytes {
-		return invalid(fmt.Sprintf("key of %d bytes exceeds MaxMessageBytes (%d)", len(key), p.set.maxMessageBytes))
+	// Measured before anything is copied: a refused message is not.
+	size, alone := p.recordSizes(key, value, m.Headers)
+	if alone += p.batchHeader(); alone > p.set.maxMessageBytes {
+		return invalid(fmt.Sprintf("message of %d bytes (as the broker counts it, with its batch header) exceeds MaxMessageBytes (%d)", alone, p.set.maxMessageBytes))
 	}
+	r.size = size
 	// What reset left for the goroutine that uses the record next.
 	clear(r.hdrs) // their keys and values are the last message's header bytes
-	if cap(r.buf) > 64<<10 {
-		r.buf = nil // not kept for a smaller message
-	}
-	r.ps, r.enqueued, r.one[0], r.batchN, r.prodID = nil, time.Time{}, nil, 0, 0
+	r.enqueued, r.one[0], r.batchN, r.prodID = time.Time{}, nil, 0, 0
 	buf := append(append(r.buf[:0], key...), value...)
 	if buf == nil {
 		// An empty key or value must stay empty, not become null (a null
@@ -207,11 +213,6 @@ func (p *ProducerPool) fill(r *record, m *sarama.ProducerMessage) error {
 	r.topic = m.Topic
 	r.partition = m.Partition
 	r.ts = m.Timestamp // if zero, cut stamps the record once for its batch
-	size, alone := p.recordSizes(r.key(), r.value(), r.hdrs)
-	r.size = size
-	if alone += p.batchHeader(); alone > p.set.maxMessageBytes {
-		return invalid(fmt.Sprintf("message of %d bytes (as the broker counts it, with its batch header) exceeds MaxMessageBytes (%d)", alone, p.set.maxMessageBytes))
-	}
 	r.offset, r.err = -1, nil
 	r.state.Store(stQueued)
 	return nil

@@ -90,8 +90,13 @@ func TestAResetRecordIsReusedAsNew(t *testing.T) {
 	t.Run("a large buffer is not kept", func(t *testing.T) {
 		r := &record{buf: make([]byte, 1<<20)}
 		r.reset()
-		require.NoError(t, p.fill(r, msgs["value only"]))
-		require.Less(t, cap(r.buf), 64<<10, "a small message kept the large buffer")
+		require.Nil(t, r.buf, "a recycled record pins its last message's large buffer")
+	})
+	t.Run("a refused message is not copied", func(t *testing.T) {
+		r := new(record)
+		err := p.fill(r, &sarama.ProducerMessage{Topic: "t", Value: sarama.ByteEncoder(make([]byte, 2<<20))})
+		require.ErrorIs(t, err, ErrInvalidMessage)
+		require.Zero(t, cap(r.buf), "the refused message was copied")
 	})
 	t.Run("header bytes are not kept", func(t *testing.T) {
 		hb := make([]byte, 2)
@@ -100,10 +105,11 @@ func TestAResetRecordIsReusedAsNew(t *testing.T) {
 		require.NoError(t, p.fill(r, msgs["value only"]))
 		require.Zero(t, r.hdrs[:1][0], "a kept header would pin the last message's header bytes")
 	})
-	t.Run("nothing of the caller's is kept but the topic", func(t *testing.T) {
+	t.Run("nothing of the caller's or the pool's is kept but the topic", func(t *testing.T) {
 		r := new(record)
 		dirty(reflect.ValueOf(r).Elem())
 		r.reset()
+		require.Nil(t, r.ps, "the partition leads to the producer and the pool")
 		require.Nil(t, r.own.msg)
 		require.Nil(t, r.own.promise)
 		require.Nil(t, r.err)
