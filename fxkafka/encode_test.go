@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -164,26 +165,7 @@ func TestARetriedBatchSendsTheSameBytes(t *testing.T) {
 	c, err := kfake.NewCluster(kfake.SeedTopics(1, topic, other))
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
-	var mu sync.Mutex
-	var attempts [][]byte // the records of each attempt of the batch to topic
-	refused := make(chan struct{})
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		for _, rt := range req.(*kmsg.ProduceRequest).Topics {
-			if rt.Topic != topic {
-				continue
-			}
-			mu.Lock()
-			attempts = append(attempts, bytes.Clone(rt.Partitions[0].Records))
-			first := len(attempts) == 1
-			mu.Unlock()
-			if first {
-				close(refused)
-				return refuseProduce(req, batchesOf(t, req), func(batchOf) (int16, []int32) { return kerr.NotEnoughReplicas.Code, nil }), nil, true
-			}
-		}
-		return nil, nil, false
-	})
+	attempts, refused := refuseFirstAttempt(t, c, kerr.NotEnoughReplicas.Code)
 	p := newTestPool(t, testConfig(c.ListenAddrs()...), WithSaramaConfig(func(sc *sarama.Config) {
 		sc.Producer.Retry.Backoff = 200 * time.Millisecond // room for the other sends
 	}))
@@ -202,14 +184,13 @@ func TestARetriedBatchSendsTheSameBytes(t *testing.T) {
 	}
 	require.NoError(t, <-sent)
 
-	mu.Lock()
 	// The messages may have left in more than one batch (the sink can cut
 	// before the call has placed them all), but they share a lane, which
 	// sends a batch to retry before anything else: the second attempt is
 	// the first one's retry.
-	require.GreaterOrEqual(t, len(attempts), 2)
-	require.True(t, bytes.Equal(attempts[0], attempts[1]), "the retry sent other bytes than the first attempt")
-	mu.Unlock()
+	tries := attempts()
+	require.GreaterOrEqual(t, len(tries), 2)
+	require.True(t, bytes.Equal(tries[0], tries[1]), "the retry sent other bytes than the first attempt")
 	got := map[string]string{}
 	for _, r := range readRecords(t, c, topic) {
 		require.Len(t, r.Headers, 1)
@@ -228,4 +209,35 @@ func headerValues(hdrs []*sarama.RecordHeader) []sarama.RecordHeader {
 		vs = append(vs, *h)
 	}
 	return vs
+}
+
+// refuseFirstAttempt makes c refuse the first attempt of the batch to topic
+// with code, and keeps the records of every attempt of it: attempts
+// returns them so far; refused is closed once the first is refused.
+func refuseFirstAttempt(t *testing.T, c *kfake.Cluster, code int16) (attempts func() [][]byte, refused <-chan struct{}) {
+	var mu sync.Mutex
+	var tries [][]byte
+	first := make(chan struct{})
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		for _, rt := range req.(*kmsg.ProduceRequest).Topics {
+			if rt.Topic != topic {
+				continue
+			}
+			mu.Lock()
+			tries = append(tries, bytes.Clone(rt.Partitions[0].Records))
+			isFirst := len(tries) == 1
+			mu.Unlock()
+			if isFirst {
+				close(first)
+				return refuseProduce(req, batchesOf(t, req), func(batchOf) (int16, []int32) { return code, nil }), nil, true
+			}
+		}
+		return nil, nil, false
+	})
+	return func() [][]byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(tries)
+	}, first
 }

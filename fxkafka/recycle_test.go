@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -166,6 +168,57 @@ func compareWant(t *testing.T, i int, w storedWant, key, val []byte, hk []string
 	}
 }
 
+// hookedPool is a pool for cfg, with an endsHook registered if hooked (the
+// hook is returned either way).
+func hookedPool(t *testing.T, cfg Config, hooked bool) (*ProducerPool, *endsHook) {
+	h := &endsHook{}
+	var opts []Option
+	if hooked {
+		opts = append(opts, WithHook(h))
+	}
+	return newTestPool(t, cfg, opts...), h
+}
+
+// forget drops the ends h has seen.
+func (h *endsHook) forget() {
+	h.mu.Lock()
+	h.ends = nil
+	h.mu.Unlock()
+}
+
+// compareStored checks stored record i, r, against w.
+func compareStored(t *testing.T, i int, w storedWant, r *kgo.Record) {
+	t.Helper()
+	var hk []string
+	var hv [][]byte
+	for _, hd := range r.Headers {
+		hk = append(hk, hd.Key)
+		hv = append(hv, hd.Value)
+	}
+	compareWant(t, i, w, r.Key, r.Value, hk, hv)
+}
+
+// requireEnds checks that the hooks saw wants end, in order, their headers
+// too if withHeaders.
+func (h *endsHook) requireEnds(t *testing.T, wants []storedWant, withHeaders bool) {
+	t.Helper()
+	h.mu.Lock()
+	ends := slices.Clone(h.ends)
+	h.mu.Unlock()
+	require.Len(t, ends, len(wants))
+	for i, e := range ends {
+		var hk []string
+		var hv [][]byte
+		if withHeaders {
+			for _, hd := range e.hdrs {
+				hk = append(hk, string(hd.Key))
+				hv = append(hv, hd.Value)
+			}
+		}
+		compareWant(t, i, wants[i], e.key, e.val, hk, hv)
+	}
+}
+
 // TestRecycledRecordsCarryNothingIntoTheNextMessage sends a sequence of messages
 // built to recycle records into each other's stale state, through every
 // send path, with each codec and with send hooks, and checks what is
@@ -187,45 +240,20 @@ func TestRecycledRecordsCarryNothingIntoTheNextMessage(t *testing.T) {
 				cfg := testConfig(c.ListenAddrs()...)
 				cfg.Compression = codec
 				cfg.MaxMessageBytes = 1 << 20
-				h := &endsHook{}
-				var opts []Option
-				if hooked {
-					opts = append(opts, WithHook(h))
-				}
-				p := newTestPool(t, cfg, opts...)
+				p, h := hookedPool(t, cfg, hooked)
 				for _, path := range paths {
 					t.Run(path, func(t *testing.T) {
-						h.mu.Lock()
-						h.ends = nil
-						h.mu.Unlock()
+						h.forget()
 						tp := "t-" + path
 						seq := recycleSequence(false)
 						wants := runSequence(t, p, tp, path, seq)
 						got := readRecords(t, c, tp)
 						require.Len(t, got, len(wants))
 						for i, r := range got {
-							var hk []string
-							var hv [][]byte
-							for _, hd := range r.Headers {
-								hk = append(hk, hd.Key)
-								hv = append(hv, hd.Value)
-							}
-							compareWant(t, i, wants[i], r.Key, r.Value, hk, hv)
+							compareStored(t, i, wants[i], r)
 						}
 						if hooked {
-							h.mu.Lock()
-							ends := h.ends
-							h.mu.Unlock()
-							require.Len(t, ends, len(wants))
-							for i, e := range ends {
-								var hk []string
-								var hv [][]byte
-								for _, hd := range e.hdrs {
-									hk = append(hk, string(hd.Key))
-									hv = append(hv, hd.Value)
-								}
-								compareWant(t, i, wants[i], e.key, e.val, hk, hv)
-							}
+							h.requireEnds(t, wants, true)
 						}
 					})
 				}
@@ -364,17 +392,10 @@ func TestLegacyMessageSetsCarryEachMessagesOwnBytes(t *testing.T) {
 				cfg.Version = version
 				cfg.MaxMessageBytes = 1 << 20
 				cfg.RequiredAcks = "leader"
-				h := &endsHook{}
-				var opts []Option
-				if hooked {
-					opts = append(opts, WithHook(h))
-				}
-				p := newTestPool(t, cfg, opts...)
+				p, h := hookedPool(t, cfg, hooked)
 				for _, path := range paths {
 					t.Run(path, func(t *testing.T) {
-						h.mu.Lock()
-						h.ends = nil
-						h.mu.Unlock()
+						h.forget()
 						tp := "t-" + path
 						wants := runSequence(t, p, tp, path, recycleSequence(true))
 						lb.mu.Lock()
@@ -385,13 +406,7 @@ func TestLegacyMessageSetsCarryEachMessagesOwnBytes(t *testing.T) {
 							compareWant(t, i, wants[i], g.key, g.val, nil, nil)
 						}
 						if hooked {
-							h.mu.Lock()
-							ends := h.ends
-							h.mu.Unlock()
-							require.Len(t, ends, len(wants))
-							for i, e := range ends {
-								compareWant(t, i, wants[i], e.key, e.val, nil, nil)
-							}
+							h.requireEnds(t, wants, false)
 						}
 					})
 				}
@@ -414,26 +429,7 @@ func TestRetriedAndSplitBatchesKeepTheirRecords(t *testing.T) {
 				c, err := kfake.NewCluster(kfake.SeedTopics(1, topic, other))
 				require.NoError(t, err)
 				t.Cleanup(c.Close)
-				var mu sync.Mutex
-				var attempts [][]byte
-				refused := make(chan struct{})
-				c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-					c.KeepControl()
-					for _, rt := range req.(*kmsg.ProduceRequest).Topics {
-						if rt.Topic != topic {
-							continue
-						}
-						mu.Lock()
-						attempts = append(attempts, bytes.Clone(rt.Partitions[0].Records))
-						first := len(attempts) == 1
-						mu.Unlock()
-						if first {
-							close(refused)
-							return refuseProduce(req, batchesOf(t, req), func(batchOf) (int16, []int32) { return code, nil }), nil, true
-						}
-					}
-					return nil, nil, false
-				})
+				attempts, refused := refuseFirstAttempt(t, c, code)
 				cfg := testConfig(c.ListenAddrs()...)
 				cfg.Compression = codec
 				p := newTestPool(t, cfg, WithSaramaConfig(func(sc *sarama.Config) {
@@ -469,12 +465,11 @@ func TestRetriedAndSplitBatchesKeepTheirRecords(t *testing.T) {
 					require.NoError(t, err)
 				}
 				require.NoError(t, <-sent)
-				mu.Lock()
-				require.GreaterOrEqual(t, len(attempts), 2)
+				tries := attempts()
+				require.GreaterOrEqual(t, len(tries), 2)
 				if code == kerr.NotEnoughReplicas.Code {
-					require.True(t, bytes.Equal(attempts[0], attempts[1]), "the retry sent other bytes than the first attempt")
+					require.True(t, bytes.Equal(tries[0], tries[1]), "the retry sent other bytes than the first attempt")
 				}
-				mu.Unlock()
 				got := readRecords(t, c, topic)
 				require.Len(t, got, len(wants))
 				byVal := map[string]storedWant{}
@@ -484,13 +479,7 @@ func TestRetriedAndSplitBatchesKeepTheirRecords(t *testing.T) {
 				for i, r := range got {
 					w, ok := byVal[string(r.Value)+"|"+string(r.Key)]
 					require.True(t, ok, "stored %q/%q", r.Key, r.Value)
-					var hk []string
-					var hv [][]byte
-					for _, hd := range r.Headers {
-						hk = append(hk, hd.Key)
-						hv = append(hv, hd.Value)
-					}
-					compareWant(t, i, w, r.Key, r.Value, hk, hv)
+					compareStored(t, i, w, r)
 				}
 			})
 		}
@@ -721,18 +710,13 @@ func TestConcurrentSendsOnRecycledRecordsStoreWhatWasSent(t *testing.T) {
 				k := [2]int64{int64(r.Partition), r.Offset}
 				w, ok := wants[k]
 				require.True(t, ok)
-				var hk []string
-				var hv [][]byte
-				for _, hd := range r.Headers {
-					hk = append(hk, hd.Key)
-					hv = append(hv, hd.Value)
-				}
-				compareWant(t, i, w, r.Key, r.Value, hk, hv)
+				compareStored(t, i, w, r)
 				h.mu.Lock()
 				e, ok := h.seen[k]
 				h.mu.Unlock()
 				require.True(t, ok, "hook saw %v", k)
-				hk, hv = nil, nil
+				var hk []string
+				var hv [][]byte
 				for _, hd := range e.hdrs {
 					hk = append(hk, string(hd.Key))
 					hv = append(hv, hd.Value)
