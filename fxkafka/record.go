@@ -40,7 +40,9 @@ type record struct {
 	hook  *hookRecord // non-nil only when send hooks are registered
 
 	// The first two lines, above, are what the outcome and the promise
-	// goroutine read, and all that reset clears; fill sets the rest.
+	// goroutine read, and most of what reset clears (it also drops the
+	// partition, the headers and a large buffer); fill sets the message's
+	// fields, the send path the rest.
 	ps     *partState // the partition it joined
 	klen   int32      // the key's bytes at the start of buf, the value's after it
 	batchN int32      // records in the batch that carried it
@@ -104,13 +106,14 @@ func (r *record) release() {
 }
 
 // reset readies r for its next use, on the goroutine that read its
-// outcome: it clears what fill does not set, almost all of it in the
-// record's first two cache lines, which that goroutine has just read.
-// Those hold what refers to the caller's memory or the pool's (the
-// message, the promise, the error, the hooks' record); with the partition
-// and a large buffer, cleared too, a recycled record pins nothing but its
-// topic's name. fill clears the rest, on the goroutine that takes the
-// record next and writes those lines anyway (TestAResetRecordIsReusedAsNew).
+// outcome (the promise goroutine, or the sender): it clears what fill does
+// not set, most of it in the record's first two cache lines, which that
+// goroutine has just read. Those hold what refers to the caller's memory
+// or the pool's (the message, the promise, the error, the hooks' record);
+// with the partition, the header bytes and a large buffer dropped too, a
+// recycled record pins nothing but its topic's name. fill clears the rest,
+// on the goroutine that takes the record next and writes those lines
+// anyway (TestAResetRecordIsReusedAsNew).
 func (r *record) reset() {
 	select {
 	case <-r.own.done: // never left full; drained for the next use
@@ -122,8 +125,13 @@ func (r *record) reset() {
 	r.told.Store(false)
 	r.spaced = false
 	// Beyond the first two lines, what would pin the pool (the partition
-	// leads to its producer) or a large buffer.
+	// leads to its producer), the last message's header bytes or a large
+	// buffer.
 	r.ps = nil
+	if len(r.hdrs) > 0 {
+		clear(r.hdrs)
+		r.hdrs = r.hdrs[:0]
+	}
 	if cap(r.buf) > 64<<10 {
 		r.buf = nil
 	}
@@ -181,7 +189,6 @@ func (p *ProducerPool) fill(r *record, m *sarama.ProducerMessage) error {
 	}
 	r.size = size
 	// What reset left for the goroutine that uses the record next.
-	clear(r.hdrs) // their keys and values are the last message's header bytes
 	r.enqueued, r.one[0], r.batchN, r.prodID = time.Time{}, nil, 0, 0
 	buf := append(append(r.buf[:0], key...), value...)
 	if buf == nil {
