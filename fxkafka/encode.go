@@ -109,11 +109,7 @@ func poolable(b []byte) bool { return cap(b) > 0 && cap(b) <= maxPooledRecordsBu
 // for such a record with those deltas and no attributes (a record's
 // attributes are unused in magic 2).
 func appendRecord(buf, key, value []byte, hdrs []sarama.RecordHeader, offsetDelta, ts int64) []byte {
-	body := 1 + varintLen(ts) + varintLen(offsetDelta) +
-		varbytesLen(key) + varbytesLen(value) + varintLen(int64(len(hdrs)))
-	for _, h := range hdrs {
-		body += varbytesLen(h.Key) + varbytesLen(h.Value)
-	}
+	body := 1 + varintLen(ts) + varintLen(offsetDelta) + recordBody(key, value, hdrs)
 	buf = binary.AppendVarint(buf, int64(body))
 	buf = append(buf, 0) // attributes
 	buf = binary.AppendVarint(buf, ts)
@@ -126,6 +122,17 @@ func appendRecord(buf, key, value []byte, hdrs []sarama.RecordHeader, offsetDelt
 		buf = appendVarbytes(buf, h.Value)
 	}
 	return buf
+}
+
+// recordBody is the bytes of a record's key, value and headers in a
+// record batch (magic 2), with their lengths: all of its body but the
+// attributes and the deltas.
+func recordBody(key, value []byte, hdrs []sarama.RecordHeader) int {
+	n := varbytesLen(key) + varbytesLen(value) + varintLen(int64(len(hdrs)))
+	for _, h := range hdrs {
+		n += varbytesLen(h.Key) + varbytesLen(h.Value)
+	}
+	return n
 }
 
 // appendVarbytes appends b with its varint length, -1 for nil.

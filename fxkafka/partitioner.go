@@ -155,7 +155,7 @@ func (ts *topicState) followLeaders(ps *partState, led bool) {
 		return // the topic is still being loaded or grown
 	}
 	if led {
-		if cur != ps.id && parts[cur].sinkNow.Load() == nil {
+		if cur != ps.id && !parts[cur].led() {
 			ts.sticky.CompareAndSwap(cur, ps.id)
 		}
 		return
@@ -164,7 +164,7 @@ func (ts *topicState) followLeaders(ps *partState, led bool) {
 		return
 	}
 	for i := int32(1); i < n; i++ {
-		if q := (ps.id + i) % n; parts[q].sinkNow.Load() != nil {
+		if q := (ps.id + i) % n; parts[q].led() {
 			ts.sticky.CompareAndSwap(cur, q)
 			return
 		}
@@ -212,7 +212,7 @@ func (pr *producer) fillPartition(ts *topicState, size int) int32 {
 	p := turn.p % n
 	placed := turn.filled.Add(1<<filledMsgsShift | int64(size))
 	msgs, bytes := pr.pool.fillShare(n)
-	leaderless := parts[p].sinkNow.Load() == nil
+	leaderless := !parts[p].led()
 	if placed>>filledMsgsShift < msgs && placed&(1<<filledMsgsShift-1) < bytes && !leaderless {
 		return p
 	}
@@ -242,7 +242,7 @@ func fillNext(parts []*partState, p int32) int32 {
 	led := int32(-1)
 	for i := int32(1); i < n; i++ {
 		q := parts[(p+i)%n]
-		if q.sinkNow.Load() == nil {
+		if !q.led() {
 			continue
 		}
 		if q.flying.Load() == 0 || q.sent.Load() != q.filledAt.Load() {
@@ -255,7 +255,7 @@ func fillNext(parts []*partState, p int32) int32 {
 	switch {
 	case led >= 0:
 		return led
-	case parts[p].sinkNow.Load() != nil:
+	case parts[p].led():
 		return p
 	}
 	return (p + 1) % n

@@ -270,12 +270,7 @@ func (p *ProducerPool) recordSizes(key, value []byte, hdrs []sarama.RecordHeader
 		n += len(key) + len(value)
 		return n, n
 	}
-	body := 1 // attributes; the deltas are added below
-	body += varbytesLen(key) + varbytesLen(value)
-	body += varintLen(int64(len(hdrs)))
-	for _, h := range hdrs {
-		body += varbytesLen(h.Key) + varbytesLen(h.Value)
-	}
+	body := 1 + recordBody(key, value, hdrs) // attributes; the deltas are added below
 	in, one := body+10, body+2
 	return varintLen(int64(in)) + in, varintLen(int64(one)) + one
 }

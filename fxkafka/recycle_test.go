@@ -333,44 +333,49 @@ func startLegacyBroker(t *testing.T, topics ...string) (*kfake.Cluster, *legacyB
 		if req.Version >= 3 {
 			return nil, nil, false
 		}
-		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		resp := answerProduce(req, 0)
 		lb.mu.Lock()
 		defer lb.mu.Unlock()
-		for _, rt := range req.Topics {
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.BaseOffset = int64(len(lb.stored[rt.Topic]))
-				rest := rp.Records
-				for len(rest) > 0 {
-					size := int(binary.BigEndian.Uint32(rest[8:12]))
-					entry := rest[:12+size]
-					rest = rest[12+size:]
-					var key, val []byte
-					if entry[16] == 0 { // magic
-						var m kmsg.MessageV0
-						if err := m.ReadFrom(entry); err != nil {
-							return nil, err, true
-						}
-						key, val = m.Key, m.Value
-					} else {
-						var m kmsg.MessageV1
-						if err := m.ReadFrom(entry); err != nil {
-							return nil, err, true
-						}
-						key, val = m.Key, m.Value
-					}
-					lb.stored[rt.Topic] = append(lb.stored[rt.Topic], storedWant{key: cloneNil(key), val: cloneNil(val)})
+		for i, rt := range req.Topics {
+			for j, rp := range rt.Partitions {
+				resp.Topics[i].Partitions[j].BaseOffset = int64(len(lb.stored[rt.Topic]))
+				msgs, err := legacyMessages(rp.Records)
+				if err != nil {
+					return nil, err, true
 				}
-				st.Partitions = append(st.Partitions, sp)
+				lb.stored[rt.Topic] = append(lb.stored[rt.Topic], msgs...)
 			}
-			resp.Topics = append(resp.Topics, st)
 		}
 		return resp, nil, true
 	})
 	return c, lb
+}
+
+// legacyMessages decodes a message set (magic 0 or 1) into its messages'
+// keys and values.
+func legacyMessages(set []byte) ([]storedWant, error) {
+	var msgs []storedWant
+	for len(set) > 0 {
+		size := int(binary.BigEndian.Uint32(set[8:12]))
+		entry := set[:12+size]
+		set = set[12+size:]
+		var key, val []byte
+		if entry[16] == 0 { // magic
+			var m kmsg.MessageV0
+			if err := m.ReadFrom(entry); err != nil {
+				return nil, err
+			}
+			key, val = m.Key, m.Value
+		} else {
+			var m kmsg.MessageV1
+			if err := m.ReadFrom(entry); err != nil {
+				return nil, err
+			}
+			key, val = m.Key, m.Value
+		}
+		msgs = append(msgs, storedWant{key: cloneNil(key), val: cloneNil(val)})
+	}
+	return msgs, nil
 }
 
 // TestLegacyMessageSetsCarryEachMessagesOwnBytes is TestRecycledRecordsCarryNothingIntoTheNextMessage

@@ -34,6 +34,9 @@ type partState struct {
 	sent, filledAt atomic.Int32
 }
 
+// led reports whether ps has a leader now; it reads an atomic only.
+func (ps *partState) led() bool { return ps.sinkNow.Load() != nil }
+
 // setSinkLocked moves ps to sink s (nil: its leader is unknown).
 func (ps *partState) setSinkLocked(s *sink) {
 	ps.sink = s
