@@ -26,6 +26,15 @@ import (
 // receives, from the request header on.
 func wireRequest(t *testing.T, rb *sarama.RecordBatch) []byte {
 	t.Helper()
+	req := &sarama.ProduceRequest{RequiredAcks: sarama.NoResponse, Timeout: 1000, Version: 10}
+	req.AddBatch("t", 0, rb)
+	return saramaRequest(t, req)
+}
+
+// saramaRequest is the bytes a sarama Broker writes for req, from the
+// request header on (correlation id 0, client id "sarama").
+func saramaRequest(t *testing.T, req *sarama.ProduceRequest) []byte {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
@@ -39,9 +48,11 @@ func wireRequest(t *testing.T, rb *sarama.RecordBatch) []byte {
 	conn, err := ln.Accept()
 	require.NoError(t, err)
 	defer conn.Close()
-	req := &sarama.ProduceRequest{RequiredAcks: sarama.NoResponse, Timeout: 1000, Version: 10}
-	req.AddBatch("t", 0, rb)
-	require.NoError(t, br.AsyncProduce(req, nil))
+	var cb sarama.ProduceCallback
+	if req.RequiredAcks != sarama.NoResponse {
+		cb = func(*sarama.ProduceResponse, error) {} // the connection closes unanswered
+	}
+	require.NoError(t, br.AsyncProduce(req, cb))
 	var size [4]byte
 	_, err = io.ReadFull(conn, size[:])
 	require.NoError(t, err)

@@ -355,6 +355,9 @@ func (pr *producer) sinkFor(b *sarama.Broker) *sink {
 		if s.broker != b {
 			old = s.broker
 			s.broker = b // the client may have replaced the broker's object (its address moved)
+			if s.wire != nil {
+				s.reconnect = true // dial the new address once the old connection's answers are in
+			}
 			// The sink may have reopened it, or may still: the client no
 			// longer will close it, so shutdown does.
 			pr.oldBrokers = append(pr.oldBrokers, old)

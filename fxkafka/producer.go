@@ -42,6 +42,8 @@ type producer struct {
 	// idempotent: batches carry a producer id and sequence numbers
 	// (Config.Idempotent, or transactional).
 	idempotent bool
+	// wired: the sinks write their own produce requests (wireUsable).
+	wired bool
 
 	// load counts records placed on this producer and not yet finished: the
 	// routing key, and what close waits for.
@@ -100,6 +102,7 @@ func (p *ProducerPool) newProducerOn(client sarama.Client, conf *sarama.Config, 
 		dialer:     d,
 		txnID:      txnID,
 		idempotent: p.set.idempotent || txnID != "",
+		wired:      wireUsable(&p.set, conf),
 		refresh:    make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 		gone:       make(chan struct{}),
@@ -434,6 +437,9 @@ func (pr *producer) shutdown() {
 		// metadata moved on) and reopened it: close those too.
 		for _, s := range pr.sinks {
 			_ = s.broker.Close()
+			if s.wire != nil {
+				s.wire.close()
+			}
 		}
 		for _, b := range pr.oldBrokers {
 			_ = b.Close()

@@ -82,6 +82,9 @@ type batch struct {
 	rb           *sarama.RecordBatch
 	encoded      []byte // non-nil iff rb carries records the pool encoded: that buffer, recycled once the broker stores them
 	set          *sarama.MessageSet
+	wired        bool  // pid and epoch are fixed: the batch was written on a wire once
+	pid          int64 // the producer id a wire writes it with (-1: none)
+	epoch        int16
 	behind       []given // records of its lane given up on while it was in flight: they fail after its outcome
 }
 
@@ -326,6 +329,7 @@ type sink struct {
 
 	mu        sync.Mutex // protects following
 	broker    *sarama.Broker
+	wire      *wire // the connection the sink writes its own requests on (producer.wired), nil until the first
 	ready     []*partState
 	inflight  int
 	reconnect bool // the connection failed: close it once nothing is in flight
@@ -393,9 +397,14 @@ func (s *sink) run() (wakeAt time.Time) {
 		s.mu.Lock()
 		if s.reconnect && s.inflight == 0 {
 			s.reconnect = false
-			b := s.broker
+			b, w := s.broker, s.wire
+			s.wire = nil
 			s.mu.Unlock()
-			_ = b.Close() // the next send opens it again
+			if w != nil {
+				w.close() // the next send dials again
+			} else {
+				_ = b.Close() // the next send opens it again
+			}
 			s.mu.Lock()
 		}
 		limit := s.limit()
@@ -526,6 +535,10 @@ func produceVersion(v sarama.KafkaVersion) int16 {
 // response comes back in handle. s.inflight already counts it.
 func (s *sink) send(batches []*batch) {
 	pr := s.pr
+	if pr.wired {
+		s.sendWire(batches)
+		return
+	}
 	set := pr.set
 	req := &sarama.ProduceRequest{
 		RequiredAcks: set.acks,
@@ -551,8 +564,20 @@ func (s *sink) send(batches []*batch) {
 	}
 	start := time.Now()
 	var cost atomic.Int64 // written after AsyncProduce returns, read by the callback
-	err := broker.AsyncProduce(req, func(resp *sarama.ProduceResponse, err error) {
-		// On the broker's receiving goroutine: never call the broker here.
+	err := broker.AsyncProduce(req, s.answer(batches, start, &cost))
+	cost.Store(int64(time.Since(start)))
+	if err != nil {
+		s.done(batches, nil, err, false)
+	}
+}
+
+// answer returns the callback that takes the answer to a request of
+// batches written at start: it feeds the pipelining gauges (with the cost
+// of the write, once known) and settles the batches. It runs on the
+// connection's receiving goroutine: it never calls the connection.
+func (s *sink) answer(batches []*batch, start time.Time, cost *atomic.Int64) func(*sarama.ProduceResponse, error) {
+	pr := s.pr
+	return func(resp *sarama.ProduceResponse, err error) {
 		if err == nil {
 			if c := cost.Load(); c > 0 {
 				now := time.Now()
@@ -562,11 +587,56 @@ func (s *sink) send(batches []*batch) {
 			}
 		}
 		s.done(batches, resp, err, true)
-	})
-	cost.Store(int64(time.Since(start)))
+	}
+}
+
+// sendWire is send on the sink's own connection (producer.wired): the
+// batches are encoded from their records straight into the request.
+func (s *sink) sendWire(batches []*batch) {
+	pr := s.pr
+	for _, b := range batches {
+		b.attempts++
+	}
+	w, err := s.openWire()
 	if err != nil {
 		s.done(batches, nil, err, false)
+		return
 	}
+	body := func(buf []byte) []byte { return pr.appendProduceBody(buf, batches) }
+	if pr.set.acks == sarama.NoResponse {
+		sent, err := w.produce(body, nil)
+		s.done(batches, nil, err, sent && err != nil)
+		return
+	}
+	start := time.Now()
+	var cost atomic.Int64 // written after the write returns, read by the callback
+	sent, err := w.produce(body, s.answer(batches, start, &cost))
+	cost.Store(int64(time.Since(start)))
+	if err != nil {
+		s.done(batches, nil, err, sent)
+	}
+}
+
+// openWire returns the sink's connection, dialling it if it has none. A
+// connection that failed returns its error (nothing is written) until the
+// answers of its requests in flight are in and run closes it, as a sarama
+// broker's does: no request goes on a new connection while outcomes of the
+// old one are still being delivered.
+func (s *sink) openWire() (*wire, error) {
+	s.mu.Lock()
+	w, addr := s.wire, s.broker.Addr()
+	s.mu.Unlock()
+	if w != nil {
+		return w, w.failure()
+	}
+	w, err := s.pr.dialWire(addr)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.wire = w
+	s.mu.Unlock()
+	return w, nil
 }
 
 // openBroker returns the sink's broker, opened (a closed connection
