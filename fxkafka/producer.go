@@ -111,6 +111,7 @@ func (p *ProducerPool) newProducerOn(client sarama.Client, conf *sarama.Config, 
 		idle:       make(chan struct{}),
 	}
 	pr.nlanes.Store(1)
+	pr.pipe.wired = pr.wired
 	if txnID != "" {
 		pr.txn = &txnState{parts: make(map[topicPartition]bool)}
 	}

@@ -564,7 +564,7 @@ func (s *sink) send(batches []*batch) {
 	}
 	start := time.Now()
 	var cost atomic.Int64 // written after AsyncProduce returns, read by the callback
-	err := broker.AsyncProduce(req, s.answer(batches, start, &cost))
+	err := broker.AsyncProduce(req, s.answer(batches, &start, &cost))
 	cost.Store(int64(time.Since(start)))
 	if err != nil {
 		s.done(batches, nil, err, false)
@@ -572,16 +572,17 @@ func (s *sink) send(batches []*batch) {
 }
 
 // answer returns the callback that takes the answer to a request of
-// batches written at start: it feeds the pipelining gauges (with the cost
-// of the write, once known) and settles the batches. It runs on the
-// connection's receiving goroutine: it never calls the connection.
-func (s *sink) answer(batches []*batch, start time.Time, cost *atomic.Int64) func(*sarama.ProduceResponse, error) {
+// batches written at *start (set before the request is written, so before
+// any answer): it feeds the pipelining gauges (with the cost of the write,
+// once known) and settles the batches. It runs on the connection's
+// receiving goroutine: it never calls the connection.
+func (s *sink) answer(batches []*batch, start *time.Time, cost *atomic.Int64) func(*sarama.ProduceResponse, error) {
 	pr := s.pr
 	return func(resp *sarama.ProduceResponse, err error) {
 		if err == nil {
 			if c := cost.Load(); c > 0 {
 				now := time.Now()
-				rtt := now.Sub(start)
+				rtt := now.Sub(*start)
 				pr.pipe.observeAt(now.UnixNano(), rtt, time.Duration(c))
 				s.depth.observeAt(now.UnixNano(), rtt, pr.pipe.pipelining(), pr.set.maxInFlight)
 			}
@@ -604,13 +605,13 @@ func (s *sink) sendWire(batches []*batch) {
 	}
 	body := func(buf []byte) []byte { return pr.appendProduceBody(buf, batches) }
 	if pr.set.acks == sarama.NoResponse {
-		sent, err := w.produce(body, nil)
+		sent, err := w.produce(body, new(time.Time), nil)
 		s.done(batches, nil, err, sent && err != nil)
 		return
 	}
-	start := time.Now()
+	var start time.Time   // set by produce: the cost is the request's building and writing
 	var cost atomic.Int64 // written after the write returns, read by the callback
-	sent, err := w.produce(body, s.answer(batches, start, &cost))
+	sent, err := w.produce(body, &start, s.answer(batches, &start, &cost))
 	cost.Store(int64(time.Since(start)))
 	if err != nil {
 		s.done(batches, nil, err, sent)

@@ -173,16 +173,18 @@ func (w *wire) appendHeader(buf []byte, key, version int16, corr int32) []byte {
 }
 
 // produce writes one produce request, its body appended by body, and, if
-// done is not nil, queues done for its answer. It reports whether any of
-// the request may have reached the broker: a write that failed before its
+// done is not nil, queues done for its answer. It sets *start as it
+// begins to build the request. It reports whether any of the
+// request may have reached the broker: a write that failed before its
 // first byte (a stale connection, the connection already failed) sent
 // nothing.
-func (w *wire) produce(body func([]byte) []byte, done func(*sarama.ProduceResponse, error)) (sent bool, err error) {
+func (w *wire) produce(body func([]byte) []byte, start *time.Time, done func(*sarama.ProduceResponse, error)) (sent bool, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
 		return false, w.err
 	}
+	*start = time.Now()
 	corr := w.corr
 	w.corr++
 	buf := w.appendHeader(w.buf[:0], apiKeyProduce, w.version, corr)
