@@ -1,7 +1,8 @@
 // Package fxkafka is a lazily provisioned, capped pool of Kafka producers
 // behind a context-aware send API, wired into the Uber Fx lifecycle. It
-// speaks Kafka through IBM/sarama's protocol layer and builds its own
-// batches.
+// builds its own batches and writes its own produce requests, and speaks
+// the rest of Kafka (metadata, producer ids, transactions, SASL) through
+// IBM/sarama's protocol layer.
 //
 // A service that builds its Kafka producer at startup fails to start while
 // Kafka is down: sarama dials and fetches metadata in its constructor. A
@@ -42,10 +43,27 @@
 // has a slot to spare, a request carries one partition's batch, so that
 // each partition's next batch leaves as soon as its own answer comes.
 //
+// For uncompressed batches (Config.Compression "none", the default) on
+// connections without SASL, that connection is the sink's own: dialled
+// with the producer's dialer (TLS, the framing checks on every answer, the
+// check for a connection the broker closed while idle, and Close's abort
+// all apply), it carries only produce requests, of at most version 8
+// (Kafka 2.4; lower if the broker's ApiVersions answer says so), each
+// encoded from the records straight into one buffer the connection reuses,
+// and its answers are read in order as sarama reads them. Through sarama's
+// Broker, which compressed batches, SASL connections (sarama logs in, and
+// logs in again when the broker's session ends) and brokers before Kafka
+// 0.11 keep, each request is encoded a second time into a fresh buffer the
+// size of the request. The pool does not wait out a broker's throttle time
+// before its next request, as sarama does: the broker mutes a throttled
+// connection itself (Kafka 2.0 and later).
+//
 // Whether a second request leaves while one is in flight is measured, not
 // configured: each producer compares the shortest recent round trip with the
 // shortest time it took to build and write a request. When the round trip is
-// ten times that cost or more (a broker a millisecond away), requests are
+// twenty times that cost or more on the sink's own connection (ten times
+// through sarama's Broker, whose requests cost the client twice as much;
+// about 200 µs either way), as for a broker a millisecond away, requests are
 // pipelined, and how many a connection carries follows the broker's queue,
 // as TCP Vegas sizes a window: up to Net.MaxOpenRequests (16 by default),
 // down to 2 while requests wait at the broker. When it is not (a broker on

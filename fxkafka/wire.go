@@ -213,10 +213,16 @@ func (w *wire) produce(body func([]byte) []byte, start *time.Time, done func(*sa
 }
 
 // failLocked marks the connection failed and closes it: the reader fails
-// what is queued.
+// what is queued. A failed connection closes at once, as the dialer's abort
+// closes one: under TLS a close would first write a close_notify alert,
+// which waits up to 5 s on a broker that stopped reading.
 func (w *wire) failLocked(err error) {
 	if w.err == nil {
 		w.err = err
+	}
+	if tc, ok := w.conn.(*trackedConn); ok && !errors.Is(err, errWireClosed) {
+		tc.closeRaw()
+		return
 	}
 	_ = w.conn.Close()
 }
@@ -232,9 +238,7 @@ func (w *wire) failure() error {
 // flight and exits.
 func (w *wire) close() {
 	w.closeOnce.Do(func() { close(w.quit) })
-	w.mu.Lock()
-	w.failLocked(errWireClosed)
-	w.mu.Unlock()
+	w.fail(errWireClosed)
 }
 
 // read is the wire's reader: it takes each answer in the order the requests
@@ -256,6 +260,9 @@ func (w *wire) read(pr *producer) {
 		}
 		resp, err := w.readResponse(c.corr)
 		if err != nil {
+			// Failed before the callback runs: the send it may set off
+			// must not go into this connection.
+			w.fail(err)
 			c.done(nil, err)
 			w.drain(err)
 			return
@@ -264,13 +271,19 @@ func (w *wire) read(pr *producer) {
 	}
 }
 
+// fail marks the connection failed with err (unless it failed already)
+// and closes it.
+func (w *wire) fail(err error) {
+	w.mu.Lock()
+	w.failLocked(err)
+	w.mu.Unlock()
+}
+
 // drain fails the connection with err, then every request queued on it.
 // Nothing is queued after the failure is set, and everything queued before
 // is in the channel.
 func (w *wire) drain(err error) {
-	w.mu.Lock()
-	w.failLocked(err)
-	w.mu.Unlock()
+	w.fail(err)
 	for {
 		select {
 		case c := <-w.calls:
@@ -334,8 +347,11 @@ func decodeProduceResponse(body []byte, version int16) (*sarama.ProduceResponse,
 	for range topics {
 		name := d.string()
 		parts := d.int32()
-		if d.err != nil || parts < 0 {
+		if d.err != nil {
 			break
+		}
+		if parts < 0 {
+			return nil, errors.New("negative partition count")
 		}
 		blocks := make(map[int32]*sarama.ProduceResponseBlock, min(int(parts), 64))
 		resp.Blocks[name] = blocks
