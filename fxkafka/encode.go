@@ -9,8 +9,10 @@ import (
 	"github.com/IBM/sarama"
 )
 
-// The pool encodes an uncompressed batch's records itself, in one pass into
-// a buffer it recycles, and hands sarama the bytes. Sarama's own path
+// The pool encodes an uncompressed batch's records itself. On its own
+// connections (wire.go) it writes them straight into the request; where
+// sarama's Broker writes the request (SASL connections), it encodes them in
+// one pass into a buffer it recycles, and hands sarama the bytes. Sarama's own path
 // encodes every record twice (once to measure, once to write) into a fresh
 // buffer per batch, which it then copies into the request: at 0 ms of
 // round trip, with one goroutine producing, the two passes were a tenth of
