@@ -145,6 +145,9 @@ func (w *wire) produceVersions() (int16, error) {
 	top := int16(-1)
 	for range max(n, 0) {
 		key, _, hi := d.int16(), d.int16(), d.int16()
+		if d.err != nil {
+			break // a count past the answer's end: stop at its end, not at the count
+		}
 		if key == apiKeyProduce {
 			top = hi
 		}

@@ -1,0 +1,330 @@
+package fxkafka
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
+)
+
+// reqHead is what a broker's side of a connection read of one request: its
+// API key and version.
+type reqHead struct{ key, version int16 }
+
+// tamperFn rewrites one answer a kfake broker writes (its whole frame,
+// length first) to the request h. It returns the bytes to write instead
+// and whether to close the connection after writing them.
+type tamperFn func(h reqHead, frame []byte) (out []byte, closeAfter bool)
+
+// tamperListener is a kfake broker's listener whose connections let a
+// test rewrite the broker's answers (tamper), or stop reading what the
+// pool writes (stall): a broker that answers garbage, the wrong
+// correlation id, half an answer, or that stops reading.
+type tamperListener struct {
+	net.Listener
+	tamper atomic.Pointer[tamperFn]
+	stall  atomic.Bool // connections accepted from now on read nothing until unstall
+	mu     sync.Mutex
+	conns  []*tamperConn
+	free   chan struct{} // closed by unstall
+	once   sync.Once
+}
+
+func (l *tamperListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		// A small receive buffer, so that a broker that stops reading
+		// stops the pool's writes soon.
+		_ = tc.SetReadBuffer(4096)
+	}
+	tc := &tamperConn{Conn: c, l: l, reqs: make(map[int32]reqHead), eof: make(chan struct{})}
+	l.mu.Lock()
+	l.conns = append(l.conns, tc)
+	l.mu.Unlock()
+	return tc, nil
+}
+
+// set makes fn rewrite the broker's answers from now on (nil: none).
+func (l *tamperListener) set(fn tamperFn) {
+	if fn == nil {
+		l.tamper.Store(nil)
+		return
+	}
+	l.tamper.Store(&fn)
+}
+
+// unstall lets every stalled connection read again.
+func (l *tamperListener) unstall() { l.once.Do(func() { close(l.free) }) }
+
+// tamperConn is the broker's side of one connection: it follows the
+// requests read (their headers) so that an answer can be matched to its
+// request by correlation id.
+type tamperConn struct {
+	net.Conn
+	l       *tamperListener
+	stalled bool
+	eof     chan struct{} // closed when a read fails: the broker has read all it will
+	eofOnce sync.Once
+
+	mu   sync.Mutex // protects following
+	head []byte     // the header of the request being read, up to 12 bytes
+	skip int        // bytes of the current request's body still to come
+	reqs map[int32]reqHead
+}
+
+func (c *tamperConn) Read(b []byte) (int, error) {
+	if c.l.stall.Load() && !c.stalled {
+		c.stalled = true // only kfake's reader calls Read
+	}
+	if c.stalled {
+		<-c.l.free
+	}
+	n, err := c.Conn.Read(b)
+	c.follow(b[:n])
+	if err != nil {
+		c.eofOnce.Do(func() { close(c.eof) })
+	}
+	return n, err
+}
+
+// follow reads the request headers in the bytes b the broker read.
+func (c *tamperConn) follow(b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(b) > 0 {
+		if c.skip > 0 {
+			k := min(c.skip, len(b))
+			c.skip -= k
+			b = b[k:]
+			continue
+		}
+		k := min(12-len(c.head), len(b))
+		c.head = append(c.head, b[:k]...)
+		b = b[k:]
+		if len(c.head) < 12 {
+			return
+		}
+		size := int(binary.BigEndian.Uint32(c.head))
+		key := int16(binary.BigEndian.Uint16(c.head[4:]))
+		version := int16(binary.BigEndian.Uint16(c.head[6:]))
+		corr := int32(binary.BigEndian.Uint32(c.head[8:]))
+		c.reqs[corr] = reqHead{key, version}
+		c.skip = size - 8
+		c.head = c.head[:0]
+	}
+}
+
+func (c *tamperConn) Write(b []byte) (int, error) {
+	fn := c.l.tamper.Load()
+	if fn == nil || len(b) < 8 {
+		return c.Conn.Write(b)
+	}
+	corr := int32(binary.BigEndian.Uint32(b[4:]))
+	c.mu.Lock()
+	h, ok := c.reqs[corr]
+	delete(c.reqs, corr)
+	c.mu.Unlock()
+	if !ok {
+		return c.Conn.Write(b)
+	}
+	out, closeAfter := (*fn)(h, b)
+	if _, err := c.Conn.Write(out); err != nil {
+		return 0, err
+	}
+	if closeAfter {
+		_ = c.Conn.Close()
+		return 0, net.ErrClosed
+	}
+	return len(b), nil
+}
+
+// startTamperBroker starts a one-broker kfake cluster serving topic (3
+// partitions) on a tamperListener.
+func startTamperBroker(t *testing.T, opts ...kfake.Opt) (*kfake.Cluster, *tamperListener) {
+	t.Helper()
+	var tl *tamperListener
+	opts = append(opts, kfake.NumBrokers(1), kfake.SeedTopics(3, topic), kfake.ListenFn(func(network, addr string) (net.Listener, error) {
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tl = &tamperListener{Listener: ln, free: make(chan struct{})}
+		return tl, nil
+	}))
+	c, err := kfake.NewCluster(opts...)
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	t.Cleanup(tl.unstall) // before the cluster closes: its readers return
+	return c, tl
+}
+
+// onceOnProduce is a tamperFn that rewrites the first produce answer with
+// fn and lets every other answer through.
+func onceOnProduce(fn tamperFn) tamperFn {
+	var done atomic.Bool
+	return func(h reqHead, frame []byte) ([]byte, bool) {
+		if h.key != int16(kmsg.Produce) || !done.CompareAndSwap(false, true) {
+			return frame, false
+		}
+		return fn(h, frame)
+	}
+}
+
+// wrongAnswers are ways a broker can answer a produce request the pool
+// cannot read. The broker stored the batch before answering.
+var wrongAnswers = []struct {
+	name string
+	give tamperFn
+}{
+	{"another correlation id", func(_ reqHead, f []byte) ([]byte, bool) {
+		out := append([]byte(nil), f...)
+		binary.BigEndian.PutUint32(out[4:], binary.BigEndian.Uint32(f[4:])+1)
+		return out, false
+	}},
+	{"half an answer, then the connection closes", func(_ reqHead, f []byte) ([]byte, bool) {
+		return f[:len(f)/2], true
+	}},
+	{"only the length, then the connection closes", func(_ reqHead, f []byte) ([]byte, bool) {
+		return f[:4], true
+	}},
+	{"a body that is no produce answer", func(_ reqHead, f []byte) ([]byte, bool) {
+		out := append([]byte(nil), f[:8]...)
+		out = binary.BigEndian.AppendUint32(out, 0x7fffffff) // topics, and nothing after
+		binary.BigEndian.PutUint32(out, uint32(len(out)-4))
+		return out, false
+	}},
+	{"a negative topic count", func(_ reqHead, f []byte) ([]byte, bool) {
+		out := append([]byte(nil), f[:8]...)
+		out = binary.BigEndian.AppendUint32(out, 0xffffffff)
+		out = binary.BigEndian.AppendUint32(out, 0) // throttle
+		binary.BigEndian.PutUint32(out, uint32(len(out)-4))
+		return out, false
+	}},
+	{"an answer for a partition not asked", func(_ reqHead, f []byte) ([]byte, bool) {
+		out := append([]byte(nil), f[:8]...)
+		out = binary.BigEndian.AppendUint32(out, 1) // one topic
+		out = appendString(out, topic)
+		out = binary.BigEndian.AppendUint32(out, 1) // one partition
+		out = binary.BigEndian.AppendUint32(out, 99)
+		out = binary.BigEndian.AppendUint16(out, 0)
+		out = binary.BigEndian.AppendUint64(out, 0)
+		out = binary.BigEndian.AppendUint64(out, ^uint64(0)) // log append time -1
+		out = binary.BigEndian.AppendUint64(out, 0)          // log start offset
+		out = binary.BigEndian.AppendUint32(out, 0)          // record errors
+		out = binary.BigEndian.AppendUint16(out, 0xffff)     // error message
+		out = binary.BigEndian.AppendUint32(out, 0)          // throttle
+		binary.BigEndian.PutUint32(out, uint32(len(out)-4))
+		return out, false
+	}},
+}
+
+// TestAProduceAnswerThePoolCannotReadIsOutcomeUnknownAndNeverSentAgain:
+// for every kind of unreadable answer to a request the broker stored, a
+// producer without idempotence reports the message as may-have-been-written
+// (never as not sent, never as delivered), never writes it again, and its
+// next send goes through on a fresh connection.
+func TestAProduceAnswerThePoolCannotReadIsOutcomeUnknownAndNeverSentAgain(t *testing.T) {
+	for _, tt := range wrongAnswers {
+		t.Run(tt.name, func(t *testing.T) {
+			checkLeaks(t)
+			c, tl := startTamperBroker(t)
+			p := newTestPool(t, testConfig(c.ListenAddrs()...))
+			require.True(t, wireUsable(&p.set, p.base.config), "the test needs the pool's own connections")
+			tl.set(onceOnProduce(tt.give))
+
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			m := msg("first")
+			m.Partition = 0
+			_, _, err := p.SendMessage(ctx, m)
+			require.Error(t, err)
+			assert.ErrorIs(t, err, ErrDeliveryUnknown, "the request was written: %v", err)
+			assert.NotErrorIs(t, err, ErrUnavailable)
+
+			_, _, err = p.SendMessage(ctx, msg("second"))
+			require.NoError(t, err, "the next send goes on a fresh connection")
+			require.NoError(t, p.Close(ctx))
+			got := countValues(readBack(t, c, topic))
+			assert.Equal(t, map[string]int{"first": 1, "second": 1}, got, "the pool wrote nothing twice")
+			st := p.Stats()
+			assert.EqualValues(t, 1, st.FailedUnknown)
+			assert.EqualValues(t, 0, st.FailedUnavailable)
+		})
+	}
+}
+
+// TestAnIdempotentProducerRetriesAnUnreadableAnswerAndStoresOnce: with
+// idempotence the same answers make the pool send the batch again, which
+// the broker recognises: the send succeeds and the message is stored once.
+func TestAnIdempotentProducerRetriesAnUnreadableAnswerAndStoresOnce(t *testing.T) {
+	for _, tt := range wrongAnswers {
+		t.Run(tt.name, func(t *testing.T) {
+			checkLeaks(t)
+			c, tl := startTamperBroker(t)
+			cfg := testConfig(c.ListenAddrs()...)
+			cfg.Idempotent = true
+			p := newTestPool(t, cfg)
+			_, _, err := p.SendMessage(context.Background(), msg("warm"))
+			require.NoError(t, err)
+			tl.set(onceOnProduce(tt.give))
+
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, _, err = p.SendMessage(ctx, msg("first"))
+			require.NoError(t, err, "sent again on a fresh connection")
+			_, _, err = p.SendMessage(ctx, msg("second"))
+			require.NoError(t, err)
+			require.NoError(t, p.Close(ctx))
+			got := countValues(readBack(t, c, topic))
+			assert.Equal(t, 1, got["second"])
+			assert.Equal(t, 1, got["first"], "stored once")
+		})
+	}
+}
+
+// TestAWireReadingAnApiVersionsAnswerWithAHugeCountFailsAtOnce: a peer
+// answering ApiVersions with an array length of 2^31-1 and nothing after
+// it is refused as soon as the bytes run out, not after counting through
+// the array.
+func TestAWireReadingAnApiVersionsAnswerWithAHugeCountFailsAtOnce(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	w := &wire{conn: client, addr: "pipe", clientID: "fxkafka", readTimeout: 5 * time.Second, writeTimeout: 5 * time.Second}
+	go func() {
+		var req [64]byte
+		_, _ = server.Read(req[:])
+		ans := binary.BigEndian.AppendUint32(nil, 0)      // length, below
+		ans = binary.BigEndian.AppendUint32(ans, 0)       // correlation id
+		ans = binary.BigEndian.AppendUint16(ans, 0)       // error code
+		ans = binary.BigEndian.AppendUint32(ans, 1<<31-1) // APIs, none given
+		binary.BigEndian.PutUint32(ans, uint32(len(ans)-4))
+		_, _ = server.Write(ans)
+	}()
+	start := time.Now()
+	_, err := w.produceVersions()
+	require.Error(t, err)
+	var we *wireError
+	assert.ErrorAs(t, err, &we)
+	assert.Less(t, time.Since(start), 100*time.Millisecond, "the answer was refused once its bytes ran out")
+}
+
+var _ = errors.New
+var _ = fmt.Sprint
+var _ = kversion.V2_4_0
+var _ = sarama.NoResponse
