@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -324,7 +323,245 @@ func TestAWireReadingAnApiVersionsAnswerWithAHugeCountFailsAtOnce(t *testing.T) 
 	assert.Less(t, time.Since(start), 100*time.Millisecond, "the answer was refused once its bytes ran out")
 }
 
-var _ = errors.New
-var _ = fmt.Sprint
-var _ = kversion.V2_4_0
-var _ = sarama.NoResponse
+// FuzzDecodeProduceResponse: whatever bytes a broker answers, the pool's
+// decoder returns an answer or an error, never panics, and when franz-go's
+// decoder reads the same bytes too, both read the same blocks.
+func FuzzDecodeProduceResponse(f *testing.F) {
+	for v := int16(3); v <= maxWireProduceVersion; v++ {
+		resp := kmsg.NewPtrProduceResponse()
+		resp.Version = v
+		resp.ThrottleMillis = 3
+		msg := "bad"
+		for _, name := range []string{"a", ""} {
+			tp := kmsg.NewProduceResponseTopic()
+			tp.Topic = name
+			for id := int32(0); id < 2; id++ {
+				part := kmsg.NewProduceResponseTopicPartition()
+				part.Partition = id
+				part.BaseOffset = 10 * int64(id)
+				part.LogAppendTime = -1
+				if id == 1 {
+					part.ErrorCode = int16(sarama.ErrInvalidRecord)
+					part.ErrorMessage = &msg
+					part.ErrorRecords = []kmsg.ProduceResponseTopicPartitionErrorRecord{{RelativeOffset: 0}, {RelativeOffset: 2, ErrorMessage: &msg}}
+				}
+				tp.Partitions = append(tp.Partitions, part)
+			}
+			resp.Topics = append(resp.Topics, tp)
+		}
+		body := resp.AppendTo(nil)
+		f.Add(uint8(v), body)
+		f.Add(uint8(v), body[:len(body)/2])
+	}
+	f.Add(uint8(8), []byte{0x7f, 0xff, 0xff, 0xff})
+	f.Add(uint8(8), []byte{0, 0, 0, 1, 0, 1, 'a', 0x7f, 0xff, 0xff, 0xff})
+	f.Add(uint8(8), []byte{0, 0, 0, 1, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, v uint8, body []byte) {
+		version := 3 + int16(v)%(maxWireProduceVersion-2)
+		got, err := decodeProduceResponse(body, version)
+		if err != nil {
+			return
+		}
+		require.NotNil(t, got)
+		want := kmsg.NewPtrProduceResponse()
+		want.Version = version
+		if want.ReadFrom(body) != nil {
+			return
+		}
+		// Each topic's last list wins in a map; compare what franz-go
+		// read last for each partition.
+		blocks := map[string]map[int32]kmsg.ProduceResponseTopicPartition{}
+		for _, tp := range want.Topics {
+			blocks[tp.Topic] = map[int32]kmsg.ProduceResponseTopicPartition{}
+			for _, part := range tp.Partitions {
+				blocks[tp.Topic][part.Partition] = part
+			}
+		}
+		require.Len(t, got.Blocks, len(blocks))
+		for name, parts := range blocks {
+			require.Len(t, got.Blocks[name], len(parts), "topic %q", name)
+			for id, part := range parts {
+				b := got.Blocks[name][id]
+				require.NotNil(t, b, "%s/%d", name, id)
+				assert.EqualValues(t, part.ErrorCode, b.Err)
+				assert.Equal(t, part.BaseOffset, b.Offset)
+				if version >= 5 {
+					assert.Equal(t, part.LogStartOffset, b.StartOffset)
+				}
+				if version >= 8 {
+					assert.Equal(t, part.ErrorMessage, b.ErrorMessage)
+					assert.Len(t, b.RecordErrors, len(part.ErrorRecords))
+				}
+			}
+		}
+		assert.Equal(t, time.Duration(want.ThrottleMillis)*time.Millisecond, got.ThrottleTime)
+	})
+}
+
+// TestAcksNoneOnThePoolsOwnConnectionsStoresEveryMessageOnce: with
+// RequiredAcks "none" the pool writes requests no answer follows: every
+// send returns, every message is stored once, and Close leaves no reader
+// waiting for an answer.
+func TestAcksNoneOnThePoolsOwnConnectionsStoresEveryMessageOnce(t *testing.T) {
+	checkLeaks(t)
+	c := startBroker(t, "", topic)
+	cfg := testConfig(c.ListenAddrs()...)
+	cfg.RequiredAcks = "none"
+	p := newTestPool(t, cfg)
+	require.True(t, wireUsable(&p.set, p.base.config))
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, _, err := p.SendMessage(context.Background(), msg(value(i)))
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.NoError(t, p.Close(context.Background()))
+	// kfake stores what it read; the pool wrote it all before Close
+	// returned, and kfake reads a connection to its end.
+	var got map[string]int
+	waitFor(t, 5*time.Second, "kfake to store every request written", func() bool {
+		var total int64
+		for _, pi := range c.PartitionInfos(topic) {
+			total += pi.HighWatermark
+		}
+		return total >= n
+	})
+	got = countValues(readBack(t, c, topic))
+	require.Len(t, got, n)
+	for v, k := range got {
+		require.Equal(t, 1, k, "value %s", v)
+	}
+}
+
+// TestAcksNoneAfterTheBrokerDroppedAnIdleConnectionGoesOnAFreshOne: with
+// no answer to learn from, the stale check is all that tells the pool its
+// connection is gone: the message goes on a fresh one and is stored.
+func TestAcksNoneAfterTheBrokerDroppedAnIdleConnectionGoesOnAFreshOne(t *testing.T) {
+	checkLeaks(t)
+	c, tl := startTamperBroker(t)
+	cfg := testConfig(c.ListenAddrs()...)
+	cfg.RequiredAcks = "none"
+	p := newTestPool(t, cfg)
+	_, _, err := p.SendMessage(context.Background(), msg("before"))
+	require.NoError(t, err)
+	waitFor(t, 5*time.Second, "the first message to be stored", func() bool {
+		return c.PartitionInfos(topic)[0].HighWatermark+c.PartitionInfos(topic)[1].HighWatermark+c.PartitionInfos(topic)[2].HighWatermark == 1
+	})
+	before := connsOf(p)
+	tl.mu.Lock()
+	for _, tc := range tl.conns {
+		_ = tc.Close()
+	}
+	tl.mu.Unlock()
+	waitFor(t, 5*time.Second, "the close to reach the pool's side", func() bool {
+		ageConnections(p)
+		for _, c := range before {
+			if !c.peek.closedByPeer() {
+				return false
+			}
+		}
+		return true
+	})
+	_, _, err = p.SendMessage(context.Background(), msg("after"))
+	require.NoError(t, err)
+	waitFor(t, 5*time.Second, "the second message to be stored", func() bool {
+		var total int64
+		for _, pi := range c.PartitionInfos(topic) {
+			total += pi.HighWatermark
+		}
+		return total == 2
+	})
+	require.Equal(t, map[string]int{"before": 1, "after": 1}, countValues(readBack(t, c, topic)))
+}
+
+// TestCloseWithProduceRequestsInFlightOnTheWireTellsEveryPromiseOnce: a
+// broker holding every produce request while Close runs out of time:
+// every promise is called exactly once, before Close returns, with nil or
+// an error of a documented class, and no goroutine is left.
+func TestCloseWithProduceRequestsInFlightOnTheWireTellsEveryPromiseOnce(t *testing.T) {
+	checkLeaks(t)
+	c := startBroker(t, "", topic)
+	p := newTestPool(t, testConfig(c.ListenAddrs()...))
+	_, _, err := p.SendMessage(context.Background(), msg("warm"))
+	require.NoError(t, err)
+	h := holdRequests(t, c, kmsg.Produce)
+	const n = 500
+	var calls [n]atomic.Int32
+	var mu sync.Mutex
+	outcomes := map[string]int{}
+	for i := range n {
+		p.Produce(context.Background(), msg(value(i)), func(_ *sarama.ProducerMessage, err error) {
+			calls[i].Add(1)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				outcomes["nil"]++
+			case errors.Is(err, ErrDeliveryUnknown):
+				outcomes["unknown"]++
+			case errors.Is(err, ErrPoolClosed):
+				outcomes["closed"]++
+			case errors.Is(err, ErrUnavailable):
+				outcomes["unavailable"]++
+			default:
+				outcomes[err.Error()]++
+			}
+		})
+	}
+	<-h.seen
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_ = p.Close(ctx)
+	assert.Less(t, time.Since(start), 300*time.Millisecond+abortGrace+time.Second, "Close returned about when its context ended")
+	for i := range n {
+		require.EqualValues(t, 1, calls[i].Load(), "promise %d called once before Close returned", i)
+	}
+	mu.Lock()
+	total := 0
+	for class, k := range outcomes {
+		assert.Contains(t, []string{"nil", "unknown", "closed", "unavailable"}, class)
+		total += k
+	}
+	mu.Unlock()
+	assert.Equal(t, n, total)
+	assert.NotZero(t, outcomes["unknown"], "the requests held were in flight: %v", outcomes)
+	h.release()
+}
+
+// TestABrokerTakingProduceOnlyBelowVersion3RefusesTheSendAsNotSent: a
+// broker whose ApiVersions answer lists Produce only up to version 2 (no
+// record batches) while Config.Version says 2.4: the pool's own
+// connection writes nothing, and the send fails as not sent, naming the
+// unsupported version, within its deadline; nothing is stored.
+func TestABrokerTakingProduceOnlyBelowVersion3RefusesTheSendAsNotSent(t *testing.T) {
+	checkLeaks(t)
+	vs := kversion.V2_4_0()
+	vs.SetMaxKeyVersion(int16(kmsg.Produce), 2)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic), kfake.MaxVersions(vs))
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	cfg := testConfig(c.ListenAddrs()...)
+	cfg.Version = "2.4.0"
+	p := newTestPool(t, cfg)
+	produced := countProduce(c)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, err = p.SendMessage(ctx, msg("v"))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, ErrUnavailable, "%v", err)
+	assert.NotErrorIs(t, err, ErrDeliveryUnknown)
+	assert.ErrorIs(t, err, sarama.ErrUnsupportedVersion)
+	assert.NoError(t, ctx.Err(), "failed before the deadline")
+	assert.Zero(t, produced.Hits(), "no produce request was written")
+	require.NoError(t, p.Close(ctx))
+	assert.Empty(t, readBack(t, c, topic))
+}
