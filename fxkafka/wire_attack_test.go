@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -34,7 +35,6 @@ type tamperFn func(h reqHead, frame []byte) (out []byte, closeAfter bool)
 type tamperListener struct {
 	net.Listener
 	tamper atomic.Pointer[tamperFn]
-	stall  atomic.Bool // connections accepted from now on read nothing until unstall
 	mu     sync.Mutex
 	conns  []*tamperConn
 	free   chan struct{} // closed by unstall
@@ -67,6 +67,16 @@ func (l *tamperListener) set(fn tamperFn) {
 	l.tamper.Store(&fn)
 }
 
+// stall makes the connections open now read nothing more (kfake's
+// reader blocks in Read) until unstall; connections accepted later read.
+func (l *tamperListener) stall() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		c.stalled.Store(true)
+	}
+}
+
 // unstall lets every stalled connection read again.
 func (l *tamperListener) unstall() { l.once.Do(func() { close(l.free) }) }
 
@@ -76,7 +86,7 @@ func (l *tamperListener) unstall() { l.once.Do(func() { close(l.free) }) }
 type tamperConn struct {
 	net.Conn
 	l       *tamperListener
-	stalled bool
+	stalled atomic.Bool   // reads nothing more until the listener's unstall
 	eof     chan struct{} // closed when a read fails: the broker has read all it will
 	eofOnce sync.Once
 
@@ -87,10 +97,7 @@ type tamperConn struct {
 }
 
 func (c *tamperConn) Read(b []byte) (int, error) {
-	if c.l.stall.Load() && !c.stalled {
-		c.stalled = true // only kfake's reader calls Read
-	}
-	if c.stalled {
+	if c.stalled.Load() {
 		<-c.l.free
 	}
 	n, err := c.Conn.Read(b)
@@ -564,4 +571,84 @@ func TestABrokerTakingProduceOnlyBelowVersion3RefusesTheSendAsNotSent(t *testing
 	assert.Zero(t, produced.Hits(), "no produce request was written")
 	require.NoError(t, p.Close(ctx))
 	assert.Empty(t, readBack(t, c, topic))
+}
+
+// setTimeouts shortens the read and write timeouts the pool's connections
+// take (the pool's own settings, which WithSaramaConfig may not change),
+// before p provisions its first producer.
+func setTimeouts(p *ProducerPool, read, write time.Duration) {
+	p.base.config.Net.ReadTimeout = read
+	p.base.config.Net.WriteTimeout = write
+}
+
+// TestABrokerThatStopsReadingFailsTheSendByTheWriteTimeout: a broker that
+// stops reading while a large request is being written: each write gives
+// up at the write timeout, part of the request written, and the send
+// fails as not sent well before its deadline; the pool sends again on a
+// fresh connection once the broker reads, and nothing is stored twice.
+func TestABrokerThatStopsReadingFailsTheSendByTheWriteTimeout(t *testing.T) {
+	checkLeaks(t)
+	c, tl := startTamperBroker(t, kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(16 << 20)}))
+	cfg := testConfig(c.ListenAddrs()...)
+	cfg.MaxMessageBytes = 16 << 20
+	p := newTestPool(t, cfg, WithSaramaConfig(func(sc *sarama.Config) { sc.Producer.Retry.Max = 0 }))
+	setTimeouts(p, 2*time.Second, 300*time.Millisecond)
+	_, _, err := p.SendMessage(context.Background(), msg("before"))
+	require.NoError(t, err)
+
+	tl.stall()
+	big := msg("big")
+	big.Value = sarama.ByteEncoder(make([]byte, 12<<20)) // past any socket buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _, err = p.SendMessage(ctx, big)
+	require.Error(t, err)
+	assert.NoError(t, ctx.Err(), "failed by the write timeout, not the deadline: %v", err)
+	// Only part of the request reached the broker, on a connection the
+	// pool then closed: a frame cut short is never read as a request, so
+	// the message was not written, as a write failing through sarama's
+	// Broker says too.
+	assert.ErrorIs(t, err, ErrUnavailable, "%v", err)
+	assert.NotErrorIs(t, err, ErrDeliveryUnknown)
+	var ne net.Error
+	assert.True(t, errors.As(err, &ne) && ne.Timeout(), "the cause is the write's timeout: %v", err)
+
+	// A fresh connection, which the broker reads, takes the next.
+	_, _, err = p.SendMessage(ctx, msg("after"))
+	require.NoError(t, err)
+	require.NoError(t, p.Close(ctx))
+	tl.unstall()
+	got := countValues(readBack(t, c, topic))
+	assert.Equal(t, 1, got["before"])
+	assert.Equal(t, 1, got["after"])
+	assert.Zero(t, got[string(make([]byte, 12<<20))], "the request cut short was not stored")
+}
+
+// TestABrokerThatNeverAnswersFailsTheSendAtTheReadTimeoutAsOutcomeUnknown:
+// a produce request the broker holds past the read timeout is outcome
+// unknown (it was written), is not sent again, and the next send goes on
+// a fresh connection.
+func TestABrokerThatNeverAnswersFailsTheSendAtTheReadTimeoutAsOutcomeUnknown(t *testing.T) {
+	checkLeaks(t)
+	c := startBroker(t, "", topic)
+	p := newTestPool(t, testConfig(c.ListenAddrs()...))
+	setTimeouts(p, 500*time.Millisecond, time.Second)
+	_, _, err := p.SendMessage(context.Background(), msg("before"))
+	require.NoError(t, err)
+	h := holdRequests(t, c, kmsg.Produce)
+	produced := countProduce(c)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _, err = p.SendMessage(ctx, msg("held"))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, ErrDeliveryUnknown, "%v", err)
+	assert.NoError(t, ctx.Err())
+	h.release()
+	_, _, err = p.SendMessage(ctx, msg("after"))
+	require.NoError(t, err)
+	require.NoError(t, p.Close(ctx))
+	assert.Equal(t, 2, produced.Hits(), "the held request was not written again")
+	got := countValues(readBack(t, c, topic))
+	assert.Equal(t, 1, got["after"])
+	assert.LessOrEqual(t, got["held"], 1)
 }
