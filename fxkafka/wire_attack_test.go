@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -651,4 +652,222 @@ func TestABrokerThatNeverAnswersFailsTheSendAtTheReadTimeoutAsOutcomeUnknown(t *
 	got := countValues(readBack(t, c, topic))
 	assert.Equal(t, 1, got["after"])
 	assert.LessOrEqual(t, got["held"], 1)
+}
+
+// trapProxy is a broker's address that another broker takes over: it
+// forwards connections to to, except that a connection opened while trap
+// is set whose first request is ApiVersions version 0 (the pool's own
+// connection asking) waits for release, and then reaches takenBy.
+type trapProxy struct {
+	ln          net.Listener
+	to, takenBy string
+	trap        atomic.Bool
+	trapped     chan struct{} // a value per connection caught
+	release     chan struct{}
+	done        chan struct{}
+	mu          sync.Mutex
+	conns       []net.Conn
+	wg          sync.WaitGroup
+}
+
+func startTrapProxy(t *testing.T, to, takenBy string) *trapProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	x := &trapProxy{ln: ln, to: to, takenBy: takenBy, trapped: make(chan struct{}, 8), release: make(chan struct{}), done: make(chan struct{})}
+	x.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			x.track(c)
+			x.wg.Go(func() { x.serve(c) })
+		}
+	})
+	t.Cleanup(x.close)
+	return x
+}
+
+func (x *trapProxy) addr() string { return x.ln.Addr().String() }
+
+func (x *trapProxy) track(c net.Conn) {
+	x.mu.Lock()
+	x.conns = append(x.conns, c)
+	x.mu.Unlock()
+}
+
+func (x *trapProxy) serve(c net.Conn) {
+	head := make([]byte, 12)
+	if _, err := io.ReadFull(c, head); err != nil {
+		return
+	}
+	key, version := binary.BigEndian.Uint16(head[4:]), binary.BigEndian.Uint16(head[6:])
+	target := x.to
+	if x.trap.Load() && key == apiKeyAPIVersions && version == 0 {
+		x.trapped <- struct{}{}
+		select {
+		case <-x.release:
+		case <-x.done:
+			return
+		}
+		target = x.takenBy
+	}
+	up, err := net.Dial("tcp", target)
+	if err != nil {
+		_ = c.Close()
+		return
+	}
+	x.track(up)
+	if _, err := up.Write(head); err != nil {
+		return
+	}
+	x.wg.Go(func() { _, _ = io.Copy(up, c); _ = up.Close(); _ = c.Close() })
+	_, _ = io.Copy(c, up)
+	_ = up.Close()
+	_ = c.Close()
+}
+
+// dropAll closes every connection through the proxy.
+func (x *trapProxy) dropAll() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, c := range x.conns {
+		_ = c.Close()
+	}
+	x.conns = nil
+}
+
+func (x *trapProxy) close() {
+	select {
+	case <-x.done:
+		return
+	default:
+	}
+	close(x.done)
+	_ = x.ln.Close()
+	x.dropAll()
+	x.wg.Wait()
+}
+
+// advertiseAt is a tamperFn that rewrites every broker's address in the
+// metadata a broker answers to the one *at holds.
+func advertiseAt(t *testing.T, at *atomic.Pointer[string]) tamperFn {
+	return func(h reqHead, frame []byte) ([]byte, bool) {
+		if h.key != int16(kmsg.Metadata) {
+			return frame, false
+		}
+		resp := kmsg.NewPtrMetadataResponse()
+		resp.Version = h.version
+		start := 8
+		if resp.IsFlexible() {
+			start = 9 // the response header's tagged fields
+		}
+		if err := resp.ReadFrom(frame[start:]); err != nil {
+			t.Errorf("kfake's metadata answer: %v", err)
+			return frame, false
+		}
+		host, port, _ := net.SplitHostPort(*at.Load())
+		n, _ := strconv.Atoi(port)
+		for i := range resp.Brokers {
+			resp.Brokers[i].Host, resp.Brokers[i].Port = host, int32(n)
+		}
+		out := resp.AppendTo(append([]byte(nil), frame[:start]...))
+		binary.BigEndian.PutUint32(out, uint32(len(out)-4))
+		return out, false
+	}
+}
+
+// sinkAddr is the address of the broker p's producer's sink for broker
+// id sends to now ("" if there is none).
+func sinkAddr(p *ProducerPool, id int32) string {
+	for _, pr := range p.allProducers() {
+		pr.mu.Lock()
+		s := pr.sinks[id]
+		pr.mu.Unlock()
+		if s != nil {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.broker.Addr()
+		}
+	}
+	return ""
+}
+
+// TestAConnectionDialledToABrokersOldAddressIsNotKept: the pool's own
+// connection to a broker is being opened to its address when the metadata
+// says the broker moved (another broker took the old address over). The
+// pool must not keep that connection: what it carries would go to the
+// broker now at the old address. Every message is stored by the cluster
+// the pool was given, none by the other.
+func TestAConnectionDialledToABrokersOldAddressIsNotKept(t *testing.T) {
+	checkLeaks(t)
+	const other = "other"
+	c, tl := startTamperBroker(t, kfake.SeedTopics(3, other))
+	stranger := startBroker(t, "", topic, other) // the cluster that takes the old address over
+	x := startTrapProxy(t, c.ListenAddrs()[0], stranger.ListenAddrs()[0])
+	var at atomic.Pointer[string]
+	old, moved := x.addr(), c.ListenAddrs()[0]
+	at.Store(&old)
+	tl.set(advertiseAt(t, &at))
+
+	p := newTestPool(t, testConfig(c.ListenAddrs()...))
+	_, _, err := p.SendMessage(context.Background(), msg("before"))
+	require.NoError(t, err)
+	require.Equal(t, old, sinkAddr(p, 0))
+
+	// The connections at the old address drop; the next send finds its
+	// connection dead before writing, and dials the old address again:
+	// that dial is caught.
+	var before []*trackedConn
+	for _, tc := range connsOf(p) {
+		if tc.addr == old {
+			before = append(before, tc)
+		}
+	}
+	require.NotEmpty(t, before)
+	x.trap.Store(true)
+	x.dropAll()
+	waitFor(t, 5*time.Second, "the close to reach the pool's side", func() bool {
+		ageConnections(p)
+		for _, c := range before {
+			if !c.peek.closedByPeer() {
+				return false
+			}
+		}
+		return true
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sent := make(chan error, 2)
+	go func() {
+		_, _, err := p.SendMessage(ctx, msg("during"))
+		sent <- err
+	}()
+	select {
+	case <-x.trapped:
+	case <-ctx.Done():
+		t.Fatal("the pool did not dial the old address again")
+	}
+
+	// Meanwhile the broker moves: a new topic's metadata says so.
+	at.Store(&moved)
+	go func() {
+		_, _, err := p.SendMessage(ctx, &sarama.ProducerMessage{Topic: other, Value: sarama.StringEncoder("other")})
+		sent <- err
+	}()
+	waitFor(t, 5*time.Second, "the sink to learn the broker's new address", func() bool { return sinkAddr(p, 0) == moved })
+	close(x.release)
+	for range 2 {
+		assert.NoError(t, <-sent)
+	}
+	_, _, err = p.SendMessage(ctx, msg("after"))
+	require.NoError(t, err)
+	require.NoError(t, p.Close(ctx))
+	x.close()
+
+	assert.Empty(t, readBack(t, stranger, topic), "nothing went to the broker at the old address")
+	assert.Empty(t, readBack(t, stranger, other), "nothing went to the broker at the old address")
+	assert.Equal(t, map[string]int{"before": 1, "during": 1, "after": 1}, countValues(readBack(t, c, topic)))
+	assert.Equal(t, map[string]int{"other": 1}, countValues(readBack(t, c, other)))
 }
