@@ -871,3 +871,38 @@ func TestAConnectionDialledToABrokersOldAddressIsNotKept(t *testing.T) {
 	assert.Equal(t, map[string]int{"before": 1, "during": 1, "after": 1}, countValues(readBack(t, c, topic)))
 	assert.Equal(t, map[string]int{"other": 1}, countValues(readBack(t, c, other)))
 }
+
+// TestABrokerWhoseAddressMovesIsSentToAtItsNewAddress: once the metadata
+// says a broker moved, the sink's connection to its old address closes
+// (its answers in) and the next request goes on one to the new address.
+func TestABrokerWhoseAddressMovesIsSentToAtItsNewAddress(t *testing.T) {
+	checkLeaks(t)
+	const other = "other"
+	c, tl := startTamperBroker(t, kfake.SeedTopics(3, other))
+	x := startTrapProxy(t, c.ListenAddrs()[0], "")
+	var at atomic.Pointer[string]
+	old, moved := x.addr(), c.ListenAddrs()[0]
+	at.Store(&old)
+	tl.set(advertiseAt(t, &at))
+	p := newTestPool(t, testConfig(c.ListenAddrs()...))
+	_, _, err := p.SendMessage(context.Background(), msg("before"))
+	require.NoError(t, err)
+	addrs := func() map[string]int {
+		m := map[string]int{}
+		for _, tc := range connsOf(p) {
+			m[tc.addr]++
+		}
+		return m
+	}
+	require.NotZero(t, addrs()[old], "the pool's connections go to the old address")
+
+	at.Store(&moved)
+	_, _, err = p.SendMessage(context.Background(), &sarama.ProducerMessage{Topic: other, Value: sarama.StringEncoder("other")})
+	require.NoError(t, err)
+	require.Equal(t, moved, sinkAddr(p, 0))
+	_, _, err = p.SendMessage(context.Background(), msg("after"))
+	require.NoError(t, err)
+	assert.Zero(t, addrs()[old], "no connection to the old address is left open: %v", addrs())
+	require.NoError(t, p.Close(context.Background()))
+	assert.Equal(t, map[string]int{"before": 1, "after": 1}, countValues(readBack(t, c, topic)))
+}
