@@ -906,3 +906,36 @@ func TestABrokerWhoseAddressMovesIsSentToAtItsNewAddress(t *testing.T) {
 	require.NoError(t, p.Close(context.Background()))
 	assert.Equal(t, map[string]int{"before": 1, "after": 1}, countValues(readBack(t, c, topic)))
 }
+
+// TestATransactionCommitsOnceAfterAnUnreadableProduceAnswer: a
+// transactional lease whose produce answer the pool cannot read sends the
+// batch again on a fresh connection (the lease is idempotent); the
+// transaction commits, with each message once.
+func TestATransactionCommitsOnceAfterAnUnreadableProduceAnswer(t *testing.T) {
+	checkLeaks(t)
+	c, tl := startTamperBroker(t)
+	cfg := testConfig(c.ListenAddrs()...)
+	cfg.TransactionalID = "wire-tx"
+	p := newTestPool(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := p.Lease(ctx)
+	require.NoError(t, err)
+	defer l.Release()
+	require.True(t, l.pr.wired, "the lease writes its own requests")
+	require.NoError(t, l.BeginTxn())
+	tl.set(onceOnProduce(wrongAnswers[1].give)) // half an answer, then the connection closes
+	_, _, err = l.SendMessage(ctx, keyed("in-1"))
+	require.NoError(t, err)
+	_, _, err = l.SendMessage(ctx, keyed("in-2"))
+	require.NoError(t, err)
+	require.NoError(t, l.CommitTxn(ctx))
+	l.Release()
+	require.NoError(t, p.Close(ctx))
+	assert.Equal(t, []string{"in-1", "in-2"}, readUntil(t, c, true, "in-1", "in-2"))
+	var offsets int64
+	for _, pi := range c.PartitionInfos(topic) {
+		offsets += pi.HighWatermark
+	}
+	assert.EqualValues(t, 3, offsets, "two records and the commit's marker: nothing stored twice")
+}
