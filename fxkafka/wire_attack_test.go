@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -938,4 +939,83 @@ func TestATransactionCommitsOnceAfterAnUnreadableProduceAnswer(t *testing.T) {
 		offsets += pi.HighWatermark
 	}
 	assert.EqualValues(t, 3, offsets, "two records and the commit's marker: nothing stored twice")
+}
+
+// everyNthProduce is a tamperFn that rewrites every nth produce answer
+// with fn, cycling through the wrong answers.
+func everyNthProduce(n int64) tamperFn {
+	var count atomic.Int64
+	return func(h reqHead, frame []byte) ([]byte, bool) {
+		if h.key != int16(kmsg.Produce) {
+			return frame, false
+		}
+		k := count.Add(1)
+		if k%n != 0 {
+			return frame, false
+		}
+		return wrongAnswers[(k/n)%int64(len(wrongAnswers))].give(h, frame)
+	}
+}
+
+// TestEveryPromiseIsCalledOnceWhileTheBrokerGarblesAnswers: thousands of
+// Produce calls while one produce answer in five cannot be read (requests
+// pipelining on the pool's own connections, several in flight when one
+// fails): every promise is called once, with nil or a documented class;
+// what was acknowledged is stored once, what was not sent is not stored,
+// nothing is stored twice; with idempotence every message is delivered.
+func TestEveryPromiseIsCalledOnceWhileTheBrokerGarblesAnswers(t *testing.T) {
+	for _, idem := range []bool{false, true} {
+		t.Run(fmt.Sprintf("Idempotent=%v", idem), func(t *testing.T) {
+			checkLeaks(t)
+			c, tl := startTamperBroker(t)
+			cfg := testConfig(c.ListenAddrs()...)
+			cfg.Idempotent = idem
+			p := newTestPool(t, cfg)
+			_, _, err := p.SendMessage(context.Background(), msg("warm"))
+			require.NoError(t, err)
+			tl.set(everyNthProduce(5))
+			const n = 3000
+			var calls [n]atomic.Int32
+			var mu sync.Mutex
+			results := make(map[string]error, n)
+			for i := range n {
+				p.Produce(context.Background(), msg(value(i)), func(_ *sarama.ProducerMessage, err error) {
+					calls[i].Add(1)
+					mu.Lock()
+					results[value(i)] = err
+					mu.Unlock()
+				})
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			require.NoError(t, p.Flush(ctx))
+			tl.set(nil)
+			require.NoError(t, p.Close(ctx))
+			for i := range n {
+				require.EqualValues(t, 1, calls[i].Load(), "promise %d", i)
+			}
+			stored := countValues(readBack(t, c, topic))
+			var unknown int
+			for v, err := range results {
+				switch {
+				case err == nil:
+					assert.Equal(t, 1, stored[v], "%s acknowledged", v)
+				case errors.Is(err, ErrDeliveryUnknown):
+					unknown++
+					assert.LessOrEqual(t, stored[v], 1, "%s", v)
+				case errors.Is(err, ErrUnavailable):
+					assert.Zero(t, stored[v], "%s not sent: %v", v, err)
+				default:
+					t.Errorf("%s: an error of no documented class: %v", v, err)
+				}
+				if idem {
+					assert.NoError(t, err, "%s", v)
+				}
+			}
+			for v, k := range stored {
+				assert.Equal(t, 1, k, "%s stored once", v)
+			}
+			t.Logf("unknown: %d of %d", unknown, n)
+		})
+	}
 }
