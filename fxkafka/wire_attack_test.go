@@ -40,6 +40,7 @@ type tamperListener struct {
 	mu     sync.Mutex
 	conns  []*tamperConn
 	free   chan struct{} // closed by unstall
+	read   atomic.Int64  // bytes the broker read, on every connection
 	once   sync.Once
 }
 
@@ -103,6 +104,7 @@ func (c *tamperConn) Read(b []byte) (int, error) {
 		<-c.l.free
 	}
 	n, err := c.Conn.Read(b)
+	c.l.read.Add(int64(n))
 	c.follow(b[:n])
 	if err != nil {
 		c.eofOnce.Do(func() { close(c.eof) })
@@ -1018,4 +1020,43 @@ func TestEveryPromiseIsCalledOnceWhileTheBrokerGarblesAnswers(t *testing.T) {
 			t.Logf("unknown: %d of %d", unknown, n)
 		})
 	}
+}
+
+// TestCloseWhileAWriteIsBlockedOnABrokerThatStoppedReadingReturnsInTime: a
+// write blocked on a broker that stopped reading (the write timeout is 10
+// s) does not hold Close past its context and the abort's grace: the
+// connection is aborted, the send ends as not sent or closed, and no
+// goroutine is left.
+func TestCloseWhileAWriteIsBlockedOnABrokerThatStoppedReadingReturnsInTime(t *testing.T) {
+	checkLeaks(t)
+	c, tl := startTamperBroker(t, kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(16 << 20)}))
+	cfg := testConfig(c.ListenAddrs()...)
+	cfg.MaxMessageBytes = 16 << 20
+	p, err := New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close(context.Background()) }) // after a failure; Close twice is safe
+	_, _, err = p.SendMessage(context.Background(), msg("before"))
+	require.NoError(t, err)
+	tl.stall()
+	big := msg("big")
+	big.Value = sarama.ByteEncoder(make([]byte, 12<<20))
+	sent := make(chan error, 1)
+	go func() {
+		_, _, err := p.SendMessage(context.Background(), big)
+		sent <- err
+	}()
+	// The broker reads the request's first bytes (kfake's reader was in a
+	// Read already), and no more: the write blocks once the buffers fill.
+	read := tl.read.Load()
+	waitFor(t, 5*time.Second, "the big request to be written", func() bool { return tl.read.Load() > read })
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_ = p.Close(ctx)
+	assert.Less(t, time.Since(start), 300*time.Millisecond+abortGrace+500*time.Millisecond, "Close returned by its deadline and the abort's grace")
+	err = <-sent
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, ErrPoolClosed) || errors.Is(err, ErrUnavailable), "not sent: %v", err)
+	tl.unstall()
+	assert.Zero(t, countValues(readBack(t, c, topic))[string(make([]byte, 12<<20))])
 }
