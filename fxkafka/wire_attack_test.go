@@ -36,12 +36,13 @@ type tamperFn func(h reqHead, frame []byte) (out []byte, closeAfter bool)
 // correlation id, half an answer, or that stops reading.
 type tamperListener struct {
 	net.Listener
-	tamper atomic.Pointer[tamperFn]
-	mu     sync.Mutex
-	conns  []*tamperConn
-	free   chan struct{} // closed by unstall
-	read   atomic.Int64  // bytes the broker read, on every connection
-	once   sync.Once
+	tamper         atomic.Pointer[tamperFn]
+	mu             sync.Mutex
+	conns          []*tamperConn
+	free           chan struct{} // closed by unstall
+	read           atomic.Int64  // bytes the broker read, on every connection
+	produceVersion atomic.Int32  // of the last produce request read
+	once           sync.Once
 }
 
 func (l *tamperListener) Accept() (net.Conn, error) {
@@ -134,6 +135,9 @@ func (c *tamperConn) follow(b []byte) {
 		version := int16(binary.BigEndian.Uint16(c.head[6:]))
 		corr := int32(binary.BigEndian.Uint32(c.head[8:]))
 		c.reqs[corr] = reqHead{key, version}
+		if key == int16(kmsg.Produce) {
+			c.l.produceVersion.Store(int32(version))
+		}
 		c.skip = size - 8
 		c.head = c.head[:0]
 	}
@@ -1059,4 +1063,27 @@ func TestCloseWhileAWriteIsBlockedOnABrokerThatStoppedReadingReturnsInTime(t *te
 	assert.True(t, errors.Is(err, ErrPoolClosed) || errors.Is(err, ErrUnavailable), "not sent: %v", err)
 	tl.unstall()
 	assert.Zero(t, countValues(readBack(t, c, topic))[string(make([]byte, 12<<20))])
+}
+
+// TestTheWireWritesTheHighestProduceVersionTheBrokerTakes: a broker whose
+// ApiVersions answer lists produce up to version 5, below what
+// Config.Version allows, gets version 5 requests, whose answers the pool
+// reads (idempotent, so a misread answer would show as a failed send).
+func TestTheWireWritesTheHighestProduceVersionTheBrokerTakes(t *testing.T) {
+	checkLeaks(t)
+	vs := kversion.V2_4_0()
+	vs.SetMaxKeyVersion(int16(kmsg.Produce), 5)
+	c, tl := startTamperBroker(t, kfake.MaxVersions(vs))
+	cfg := testConfig(c.ListenAddrs()...)
+	cfg.Version = "2.4.0"
+	cfg.Idempotent = true
+	p := newTestPool(t, cfg)
+	for i := range 20 {
+		part, off, err := p.SendMessage(context.Background(), msg(value(i)))
+		require.NoError(t, err)
+		assert.GreaterOrEqual(t, off, int64(0), "partition %d", part)
+	}
+	assert.EqualValues(t, 5, tl.produceVersion.Load())
+	require.NoError(t, p.Close(context.Background()))
+	assert.Len(t, countValues(readBack(t, c, topic)), 20)
 }
