@@ -623,21 +623,35 @@ func (s *sink) sendWire(batches []*batch) {
 // answers of its requests in flight are in and run closes it, as a sarama
 // broker's does: no request goes on a new connection while outcomes of the
 // old one are still being delivered.
+//
+// sinkFor may replace the broker (its address moved) while the dial is
+// under way, and finds no connection to mark for reconnecting: a
+// connection dialled for a broker found replaced is closed, and the
+// current one's address dialled, as openBroker does. Kept, it would carry
+// every request to whatever now listens at the old address.
 func (s *sink) openWire() (*wire, error) {
-	s.mu.Lock()
-	w, addr := s.wire, s.broker.Addr()
-	s.mu.Unlock()
-	if w != nil {
-		return w, w.failure()
+	for {
+		s.mu.Lock()
+		w, b := s.wire, s.broker
+		s.mu.Unlock()
+		if w != nil {
+			return w, w.failure()
+		}
+		w, err := s.pr.dialWire(b.Addr())
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		current := s.broker == b
+		if current {
+			s.wire = w
+		}
+		s.mu.Unlock()
+		if current {
+			return w, nil
+		}
+		w.close()
 	}
-	w, err := s.pr.dialWire(addr)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	s.wire = w
-	s.mu.Unlock()
-	return w, nil
 }
 
 // openBroker returns the sink's broker, opened (a closed connection

@@ -145,6 +145,9 @@ func (w *wire) produceVersions() (int16, error) {
 	top := int16(-1)
 	for range max(n, 0) {
 		key, _, hi := d.int16(), d.int16(), d.int16()
+		if d.err != nil {
+			break // a count past the answer's end: stop at its end, not at the count
+		}
 		if key == apiKeyProduce {
 			top = hi
 		}
@@ -174,10 +177,14 @@ func (w *wire) appendHeader(buf []byte, key, version int16, corr int32) []byte {
 
 // produce writes one produce request, its body appended by body, and, if
 // done is not nil, queues done for its answer. It sets *start as it
-// begins to build the request. It reports whether any of the
-// request may have reached the broker: a write that failed before its
-// first byte (a stale connection, the connection already failed) sent
-// nothing.
+// begins to build the request. It reports whether the request may have
+// reached the broker: only a write that returned without error. A write
+// that failed sent nothing the broker can take: before its first byte (a
+// stale connection, the connection already failed) nothing went, and
+// after it (a broker that stopped reading, past the write timeout) the
+// request went cut short, on a connection closed at once, and a broker
+// never reads a frame cut short as a request. sarama's Broker says the
+// same of a failed write (AsyncProduce returns its error).
 func (w *wire) produce(body func([]byte) []byte, start *time.Time, done func(*sarama.ProduceResponse, error)) (sent bool, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -199,10 +206,9 @@ func (w *wire) produce(body func([]byte) []byte, start *time.Time, done func(*sa
 		w.failLocked(err)
 		return false, err
 	}
-	n, err := w.conn.Write(buf)
-	if err != nil {
+	if _, err := w.conn.Write(buf); err != nil {
 		w.failLocked(err)
-		return n > 0, err
+		return false, err
 	}
 	if done != nil {
 		// Never blocks: the sink keeps at most maxInFlight requests in
