@@ -226,6 +226,14 @@ func (w *wire) failLocked(err error) {
 	if w.err == nil {
 		w.err = err
 	}
+	w.closeConn(err)
+}
+
+// closeConn closes the connection for err: at once for a failure, with a
+// close (and TLS's close_notify) for errWireClosed, an idle connection the
+// sink or the producer's shutdown closes. Safe to call more than once, and
+// beside a write or a read, which it makes return.
+func (w *wire) closeConn(err error) {
 	if tc, ok := w.conn.(*trackedConn); ok && !errors.Is(err, errWireClosed) {
 		tc.closeRaw()
 		return
@@ -280,6 +288,10 @@ func (w *wire) read(pr *producer) {
 // fail marks the connection failed with err (unless it failed already)
 // and closes it.
 func (w *wire) fail(err error) {
+	// Closed before taking mu: a write blocked on a broker that stopped
+	// reading holds mu until its deadline (Net.WriteTimeout), and the
+	// close makes it return now, failed and not sent.
+	w.closeConn(err)
 	w.mu.Lock()
 	w.failLocked(err)
 	w.mu.Unlock()

@@ -3,7 +3,9 @@ package fxkafka
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -223,4 +225,44 @@ func TestTheWireTakesTheBrokersProduceVersionsOrNone(t *testing.T) {
 			require.NoError(t, err)
 		})
 	}
+}
+
+// enteredConn signals each Write as it begins.
+type enteredConn struct {
+	net.Conn
+	entered chan struct{}
+}
+
+func (c *enteredConn) Write(b []byte) (int, error) {
+	c.entered <- struct{}{}
+	return c.Conn.Write(b)
+}
+
+// TestAWireFailingUnblocksAWriteInProgress: a connection whose reader
+// fails (an answer it cannot read) while a write is blocked on a broker
+// that stopped reading closes at once: the write returns, failed and not
+// sent, instead of holding the connection until its write timeout.
+func TestAWireFailingUnblocksAWriteInProgress(t *testing.T) {
+	checkLeaks(t)
+	client, broker := net.Pipe() // the broker never reads: a write blocks
+	defer broker.Close()
+	conn := &enteredConn{Conn: client, entered: make(chan struct{}, 1)}
+	w := &wire{conn: conn, writeTimeout: time.Hour, calls: make(chan wireCall, 2), quit: make(chan struct{})}
+	type result struct {
+		sent bool
+		err  error
+	}
+	wrote := make(chan result, 1)
+	go func() {
+		sent, err := w.produce(func(b []byte) []byte { return append(b, "body"...) }, new(time.Time), nil)
+		wrote <- result{sent, err}
+	}()
+	<-conn.entered
+	w.fail(errors.New("unreadable answer"))
+	got := <-wrote
+	require.Error(t, got.err)
+	assert.False(t, got.sent, "a write cut short is not sent")
+	assert.Error(t, w.failure(), "the connection is failed: nothing more is written on it")
+	_, err := w.produce(func(b []byte) []byte { return b }, new(time.Time), nil)
+	assert.Error(t, err, "a write after the failure")
 }
