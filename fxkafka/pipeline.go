@@ -35,12 +35,12 @@ const pipelineRatio = 10
 
 // wirePipelineRatio is pipelineRatio for requests the pool writes itself
 // (wire.go), which cost the client half as much (synchronous sends to
-// kfake, 16 and 256 senders: 9-10 µs against 20-21 µs) and the broker the
-// same: the round trip at which pipelining pays stays where it was (about
+// kfake: 4-5 µs against 9 µs with 16 senders, 9-10 against 20-21 with 256)
+// and the broker the same: the round trip at which pipelining pays stays where it was (about
 // 200 µs). With pipelineRatio instead, a loopback broker's round trips
-// (26-55 µs) passed the bar often enough to split each request's records
-// three ways: 3-8 records a request where one larger request had carried
-// 8-80, and 140-590k sends/s where sarama's path made 200-620k.
+// (26-55 µs) passed the bar often enough to split requests up: 3-28
+// records a request where sarama's path carried 8-81, and 140-590k sends/s
+// where it made 190-630k (16 and 256 senders, one run each).
 const wirePipelineRatio = 20
 
 // observeAt takes the round trip and cost of one request, answered at now
