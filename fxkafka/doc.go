@@ -56,7 +56,10 @@
 // 0.11 keep, each request is encoded a second time into a fresh buffer the
 // size of the request. The pool does not wait out a broker's throttle time
 // before its next request, as sarama does: the broker mutes a throttled
-// connection itself (Kafka 2.0 and later).
+// connection itself (Kafka 2.0 and later). sarama's client also opens its
+// own connection to each leader the pool asks it for (it does so on every
+// Leader call), which then stays idle beside the sink's: a producer holds
+// up to two connections to each broker it sends to.
 //
 // Whether a second request leaves while one is in flight is measured, not
 // configured: each producer compares the shortest recent round trip with the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -90,6 +91,10 @@ func TestStaleATLSBrokerClosingGracefullyIsFound(t *testing.T) {
 	require.NoError(t, err)
 	before := connsOf(p)
 	require.NotEmpty(t, before)
+	lmu.Lock()
+	listeners := slices.Clone(lns)
+	lmu.Unlock()
+	waitAccepted(t, before, acceptedBy(listeners))
 
 	// The broker closes every connection gracefully, as a TLS broker does.
 	lmu.Lock()

@@ -48,6 +48,42 @@ func (l *droppingListener) dropAll() {
 	l.conns = nil
 }
 
+// waitAccepted waits until the broker side has accepted each of conns
+// (accepted lists the connections it has), so that closing every accepted
+// connection closes each of them. sarama's client opens a partition
+// leader's connection in the background when the pool asks it for the
+// leader, and the pool, writing its produce requests on connections of its
+// own, leaves that one idle: dialled moments before a test drops the
+// broker's connections, it may not be accepted yet, and the drop misses it.
+func waitAccepted(t *testing.T, conns []*trackedConn, accepted func() []net.Conn) {
+	t.Helper()
+	waitFor(t, 5*time.Second, "the broker to accept the pool's connections", func() bool {
+		at := map[string]bool{}
+		for _, c := range accepted() {
+			at[c.RemoteAddr().String()] = true
+		}
+		for _, c := range conns {
+			if !at[c.raw.LocalAddr().String()] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// acceptedBy is the connections lns have accepted.
+func acceptedBy(lns []*droppingListener) func() []net.Conn {
+	return func() []net.Conn {
+		var out []net.Conn
+		for _, ln := range lns {
+			ln.mu.Lock()
+			out = append(out, ln.conns...)
+			ln.mu.Unlock()
+		}
+		return out
+	}
+}
+
 // ageConnections makes every connection of p's producers look idle for
 // longer than staleAfter, as after a quiet spell.
 func ageConnections(p *ProducerPool) {
@@ -93,6 +129,7 @@ func sendAfterTheBrokerDroppedIdleConnections(t *testing.T, retries int) {
 	// a restart: the pool learns of it only when it uses them.
 	before := connsOf(p)
 	require.NotEmpty(t, before)
+	waitAccepted(t, before, acceptedBy(lns))
 	for _, ln := range lns {
 		ln.dropAll()
 	}

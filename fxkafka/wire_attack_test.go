@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -471,6 +472,15 @@ func TestAcksNoneAfterTheBrokerDroppedAnIdleConnectionGoesOnAFreshOne(t *testing
 		return c.PartitionInfos(topic)[0].HighWatermark+c.PartitionInfos(topic)[1].HighWatermark+c.PartitionInfos(topic)[2].HighWatermark == 1
 	})
 	before := connsOf(p)
+	waitAccepted(t, before, func() []net.Conn {
+		tl.mu.Lock()
+		defer tl.mu.Unlock()
+		out := make([]net.Conn, len(tl.conns))
+		for i, tc := range tl.conns {
+			out[i] = tc
+		}
+		return out
+	})
 	tl.mu.Lock()
 	for _, tc := range tl.conns {
 		_ = tc.Close()
@@ -833,6 +843,11 @@ func TestAConnectionDialledToABrokersOldAddressIsNotKept(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, before)
+	waitAccepted(t, before, func() []net.Conn {
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		return slices.Clone(x.conns)
+	})
 	x.trap.Store(true)
 	x.dropAll()
 	waitFor(t, 5*time.Second, "the close to reach the pool's side", func() bool {
