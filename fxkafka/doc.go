@@ -1,8 +1,9 @@
 // Package fxkafka is a lazily provisioned, capped pool of Kafka producers
 // behind a context-aware send API, wired into the Uber Fx lifecycle. It
-// builds its own batches and writes its own produce requests, and speaks
-// the rest of Kafka (metadata, producer ids, transactions, SASL) through
-// IBM/sarama's protocol layer.
+// builds its own batches and writes its own produce requests (uncompressed
+// batches on connections without SASL), and speaks the rest of Kafka
+// (metadata, producer ids, transactions, SASL) through IBM/sarama's
+// protocol layer.
 //
 // A service that builds its Kafka producer at startup fails to start while
 // Kafka is down: sarama dials and fetches metadata in its constructor. A
@@ -48,7 +49,8 @@
 // with the producer's dialer (TLS, the framing checks on every answer, the
 // check for a connection the broker closed while idle, and Close's abort
 // all apply), it carries only produce requests, of at most version 8
-// (Kafka 2.4; lower if the broker's ApiVersions answer says so), each
+// (Kafka 2.4; lower if Config.Version or the broker's ApiVersions answer
+// says so), each
 // encoded from the records straight into one buffer the connection reuses,
 // and its answers are read in order as sarama reads them. Through sarama's
 // Broker, which compressed batches, SASL connections (sarama logs in, and

@@ -24,7 +24,7 @@ type pipeGauge struct {
 	rtt   windowMin // nanoseconds from a request's hand-off to its answer
 	cost  windowMin // nanoseconds to build and write a request
 	piped atomic.Bool
-	wired bool // the producer writes its own requests (wirePipelineRatio); set before the first request
+	ratio int64 // pipelineRatio or wirePipelineRatio, set before the first request; 0 reads as pipelineRatio
 }
 
 // pipelineRatio is how many times a request's cost the round trip must be
@@ -46,9 +46,9 @@ const wirePipelineRatio = 20
 // observeAt takes the round trip and cost of one request, answered at now
 // (unix nanoseconds).
 func (g *pipeGauge) observeAt(now int64, rtt, cost time.Duration) {
-	ratio := int64(pipelineRatio)
-	if g.wired {
-		ratio = wirePipelineRatio
+	ratio := g.ratio
+	if ratio == 0 {
+		ratio = pipelineRatio
 	}
 	r, c := g.rtt.add(now, int64(rtt)), g.cost.add(now, int64(cost))
 	g.piped.Store(c > 0 && r >= ratio*c)

@@ -111,7 +111,9 @@ func (p *ProducerPool) newProducerOn(client sarama.Client, conf *sarama.Config, 
 		idle:       make(chan struct{}),
 	}
 	pr.nlanes.Store(1)
-	pr.pipe.wired = pr.wired
+	if pr.wired {
+		pr.pipe.ratio = wirePipelineRatio
+	}
 	if txnID != "" {
 		pr.txn = &txnState{parts: make(map[topicPartition]bool)}
 	}
@@ -439,7 +441,7 @@ func (pr *producer) shutdown() {
 		for _, s := range pr.sinks {
 			_ = s.broker.Close()
 			if s.wire != nil {
-				s.wire.close()
+				s.wire.close() // closed by the abort already, its reader gone: this ends it in the wire's own terms
 			}
 		}
 		for _, b := range pr.oldBrokers {

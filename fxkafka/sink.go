@@ -82,7 +82,7 @@ type batch struct {
 	rb           *sarama.RecordBatch
 	encoded      []byte // non-nil iff rb carries records the pool encoded: that buffer, recycled once the broker stores them
 	set          *sarama.MessageSet
-	wired        bool  // pid and epoch are fixed: the batch was written on a wire once
+	pidFixed     bool  // pid and epoch are fixed: the batch was written on a wire once
 	pid          int64 // the producer id a wire writes it with (-1: none)
 	epoch        int16
 	behind       []given // records of its lane given up on while it was in flight: they fail after its outcome
@@ -332,7 +332,7 @@ type sink struct {
 	wire      *wire // the connection the sink writes its own requests on (producer.wired), nil until the first
 	ready     []*partState
 	inflight  int
-	reconnect bool // the connection failed: close it once nothing is in flight
+	reconnect bool // the connection failed, or the broker's address moved: close it once nothing is in flight
 	saturated bool // counted in producer.saturated
 
 	flying atomic.Int32 // inflight, read without mu to place keyless records
@@ -400,9 +400,14 @@ func (s *sink) run() (wakeAt time.Time) {
 			b, w := s.broker, s.wire
 			s.wire = nil
 			s.mu.Unlock()
-			if w != nil {
-				w.close() // the next send dials again
-			} else {
+			switch {
+			case pr.wired:
+				// sarama's client keeps b, its own: only the sink's
+				// connection, if it has one, goes.
+				if w != nil {
+					w.close() // the next send dials again
+				}
+			default:
 				_ = b.Close() // the next send opens it again
 			}
 			s.mu.Lock()
@@ -532,7 +537,7 @@ func produceVersion(v sarama.KafkaVersion) int16 {
 }
 
 // send builds one request from batches and hands it to the broker; the
-// response comes back in handle. s.inflight already counts it.
+// response comes back in answer's callback. s.inflight already counts it.
 func (s *sink) send(batches []*batch) {
 	pr := s.pr
 	if pr.wired {
@@ -604,17 +609,17 @@ func (s *sink) sendWire(batches []*batch) {
 		return
 	}
 	body := func(buf []byte) []byte { return pr.appendProduceBody(buf, batches) }
+	var start time.Time // set by produce: the cost is the request's building and writing
 	if pr.set.acks == sarama.NoResponse {
-		sent, err := w.produce(body, new(time.Time), nil)
-		s.done(batches, nil, err, sent && err != nil)
+		err := w.produce(body, &start, nil)
+		s.done(batches, nil, err, false) // written is all there is; an error: not sent
 		return
 	}
-	var start time.Time   // set by produce: the cost is the request's building and writing
 	var cost atomic.Int64 // written after the write returns, read by the callback
-	sent, err := w.produce(body, &start, s.answer(batches, &start, &cost))
+	err = w.produce(body, &start, s.answer(batches, &start, &cost))
 	cost.Store(int64(time.Since(start)))
 	if err != nil {
-		s.done(batches, nil, err, sent)
+		s.done(batches, nil, err, false)
 	}
 }
 
@@ -628,7 +633,10 @@ func (s *sink) sendWire(batches []*batch) {
 // under way, and finds no connection to mark for reconnecting: a
 // connection dialled for a broker found replaced is closed, and the
 // current one's address dialled, as openBroker does. Kept, it would carry
-// every request to whatever now listens at the old address.
+// every request after to whatever now listens at the old address. (The
+// request in hand may still go there: sinkFor may move the broker between
+// this check and the write; its answer, or its failure, then comes from
+// the old address, and the move marks the connection for reconnecting.)
 func (s *sink) openWire() (*wire, error) {
 	for {
 		s.mu.Lock()

@@ -85,8 +85,7 @@ type wireCall struct {
 // (see maxWireProduceVersion): uncompressed batches the pool encodes, no
 // SASL, and a Kafka version that takes record batches.
 func wireUsable(set *settings, conf *sarama.Config) bool {
-	return set.codec == sarama.CompressionNone && encodedRecords.ok &&
-		!conf.Net.SASL.Enable && produceVersion(set.version) >= 3
+	return set.codec == sarama.CompressionNone && !conf.Net.SASL.Enable && produceVersion(set.version) >= 3
 }
 
 // dialWire opens a connection to addr with the producer's dialer and, as
@@ -111,7 +110,7 @@ func (pr *producer) dialWire(addr string) (*wire, error) {
 		top, err := w.produceVersions()
 		if err != nil {
 			_ = conn.Close()
-			return nil, err
+			return nil, fmt.Errorf("ask broker %s for its API versions: %w", addr, err)
 		}
 		if top < 3 {
 			_ = conn.Close()
@@ -127,7 +126,7 @@ func (pr *producer) dialWire(addr string) (*wire, error) {
 // produceVersions sends ApiVersions (version 0, which every broker since
 // 0.10 answers) and returns the highest produce version the broker takes.
 func (w *wire) produceVersions() (int16, error) {
-	req := w.appendHeader(nil, 18, 0, 0) // ApiVersions v0 has no body
+	req := w.appendHeader(nil, apiKeyAPIVersions, 0, 0) // version 0 has no body
 	binary.BigEndian.PutUint32(req, uint32(len(req)-4))
 	if err := w.conn.SetWriteDeadline(time.Now().Add(w.writeTimeout)); err != nil {
 		return 0, err
@@ -177,19 +176,18 @@ func (w *wire) appendHeader(buf []byte, key, version int16, corr int32) []byte {
 
 // produce writes one produce request, its body appended by body, and, if
 // done is not nil, queues done for its answer. It sets *start as it
-// begins to build the request. It reports whether the request may have
-// reached the broker: only a write that returned without error. A write
-// that failed sent nothing the broker can take: before its first byte (a
-// stale connection, the connection already failed) nothing went, and
-// after it (a broker that stopped reading, past the write timeout) the
+// begins to build the request. An error means the request was not sent:
+// a write that failed sent nothing the broker can take. Before its first
+// byte (a stale connection, the connection already failed) nothing went,
+// and after it (a broker that stopped reading, past the write timeout) the
 // request went cut short, on a connection closed at once, and a broker
 // never reads a frame cut short as a request. sarama's Broker says the
 // same of a failed write (AsyncProduce returns its error).
-func (w *wire) produce(body func([]byte) []byte, start *time.Time, done func(*sarama.ProduceResponse, error)) (sent bool, err error) {
+func (w *wire) produce(body func([]byte) []byte, start *time.Time, done func(*sarama.ProduceResponse, error)) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
-		return false, w.err
+		return w.err
 	}
 	*start = time.Now()
 	corr := w.corr
@@ -204,18 +202,18 @@ func (w *wire) produce(body func([]byte) []byte, start *time.Time, done func(*sa
 	}
 	if err := w.conn.SetWriteDeadline(time.Now().Add(w.writeTimeout)); err != nil {
 		w.failLocked(err)
-		return false, err
+		return err
 	}
 	if _, err := w.conn.Write(buf); err != nil {
 		w.failLocked(err)
-		return false, err
+		return err
 	}
 	if done != nil {
 		// Never blocks: the sink keeps at most maxInFlight requests in
 		// flight, and the channel holds one more.
 		w.calls <- wireCall{corr: corr, done: done}
 	}
-	return true, nil
+	return nil
 }
 
 // failLocked marks the connection failed and closes it: the reader fails
@@ -256,9 +254,10 @@ func (w *wire) close() {
 }
 
 // read is the wire's reader: it takes each answer in the order the requests
-// were written and hands it to its callback. It exits once the connection
-// fails or closes (or the producer stops), failing every request still
-// queued with the error.
+// were written and hands it to its callback. It exits when an answer
+// fails, the wire is closed, or the producer stops, failing every request
+// still queued with the error. (A failed write queues nothing; the wire
+// then waits for the sink to close it.)
 func (w *wire) read(pr *producer) {
 	defer pr.wg.Done()
 	for {
@@ -293,7 +292,9 @@ func (w *wire) fail(err error) {
 	// close makes it return now, failed and not sent.
 	w.closeConn(err)
 	w.mu.Lock()
-	w.failLocked(err)
+	if w.err == nil {
+		w.err = err
+	}
 	w.mu.Unlock()
 }
 
@@ -322,7 +323,10 @@ func (w *wire) readFrame(corr int32) ([]byte, error) {
 	if _, err := io.ReadFull(w.conn, head[:]); err != nil {
 		return nil, err
 	}
-	n := int(binary.BigEndian.Uint32(head[:4])) - 4 // the dialer refused lengths below 4
+	n := int(binary.BigEndian.Uint32(head[:4])) - 4 // the dialer refuses lengths below 4; any other connection is checked here
+	if n < 0 {
+		return nil, &wireError{fmt.Sprintf("broker %s answered a frame of %d bytes, shorter than a correlation id", w.addr, n+4)}
+	}
 	if got := int32(binary.BigEndian.Uint32(head[4:])); got != corr {
 		return nil, &wireError{fmt.Sprintf("broker %s answered correlation id %d, want %d", w.addr, got, corr)}
 	}
@@ -535,8 +539,8 @@ const (
 // makes. The producer id, epoch and first timestamp are fixed on the first
 // attempt, so a retry sends the same batch.
 func (b *batch) appendWire(buf []byte, pr *producer) []byte {
-	if !b.wired {
-		b.wired = true
+	if !b.pidFixed {
+		b.pidFixed = true
 		b.pid, b.epoch = -1, -1
 		if pr.idempotent {
 			l := pr.laneAt(b.lane)

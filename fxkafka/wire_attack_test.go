@@ -1060,13 +1060,14 @@ func TestCloseWhileAWriteIsBlockedOnABrokerThatStoppedReadingReturnsInTime(t *te
 	big := msg("big")
 	big.Value = sarama.ByteEncoder(make([]byte, 12<<20))
 	sent := make(chan error, 1)
+	// The broker reads the request's first bytes (kfake's reader was in a
+	// Read already), and no more: the write blocks once the buffers fill.
+	// Taken before the send starts, so that the first bytes count.
+	read := tl.read.Load()
 	go func() {
 		_, _, err := p.SendMessage(context.Background(), big)
 		sent <- err
 	}()
-	// The broker reads the request's first bytes (kfake's reader was in a
-	// Read already), and no more: the write blocks once the buffers fill.
-	read := tl.read.Load()
 	waitFor(t, 5*time.Second, "the big request to be written", func() bool { return tl.read.Load() > read })
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()

@@ -3,9 +3,12 @@ package fxkafka
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -217,12 +220,17 @@ func TestATruncatedProduceResponseIsAnError(t *testing.T) {
 // gives), and one that asks sends at most what the broker takes.
 func TestTheWireTakesTheBrokersProduceVersionsOrNone(t *testing.T) {
 	checkLeaks(t)
-	c := startBroker(t, "", topic)
+	c, tl := startTamperBroker(t)
 	for _, ask := range []bool{true, false} {
 		t.Run(fmt.Sprintf("ApiVersionsRequest=%v", ask), func(t *testing.T) {
-			p := newTestPool(t, testConfig(c.ListenAddrs()...), WithSaramaConfig(func(sc *sarama.Config) { sc.ApiVersionsRequest = ask }))
+			cfg := testConfig(c.ListenAddrs()...)
+			cfg.Version = "2.1.0" // produce v7: below the wire's v8, and what the broker takes
+			p := newTestPool(t, cfg, WithSaramaConfig(func(sc *sarama.Config) { sc.ApiVersionsRequest = ask }))
+			require.True(t, wireUsable(&p.set, p.base.config), "the pool writes its own requests")
+			tl.produceVersion.Store(-1)
 			_, _, err := p.SendMessage(context.Background(), msg("v"))
 			require.NoError(t, err)
+			assert.EqualValues(t, 7, tl.produceVersion.Load(), "the version Config.Version gives, asked or not")
 		})
 	}
 }
@@ -248,21 +256,70 @@ func TestAWireFailingUnblocksAWriteInProgress(t *testing.T) {
 	defer broker.Close()
 	conn := &enteredConn{Conn: client, entered: make(chan struct{}, 1)}
 	w := &wire{conn: conn, writeTimeout: time.Hour, calls: make(chan wireCall, 2), quit: make(chan struct{})}
-	type result struct {
-		sent bool
-		err  error
-	}
-	wrote := make(chan result, 1)
+	wrote := make(chan error, 1)
+	var start time.Time
 	go func() {
-		sent, err := w.produce(func(b []byte) []byte { return append(b, "body"...) }, new(time.Time), nil)
-		wrote <- result{sent, err}
+		wrote <- w.produce(func(b []byte) []byte { return append(b, "body"...) }, &start, nil)
 	}()
 	<-conn.entered
 	w.fail(errors.New("unreadable answer"))
-	got := <-wrote
-	require.Error(t, got.err)
-	assert.False(t, got.sent, "a write cut short is not sent")
+	require.Error(t, <-wrote, "the write cut short fails (and so is not sent)")
 	assert.Error(t, w.failure(), "the connection is failed: nothing more is written on it")
-	_, err := w.produce(func(b []byte) []byte { return b }, new(time.Time), nil)
-	assert.Error(t, err, "a write after the failure")
+	assert.Error(t, w.produce(func(b []byte) []byte { return b }, &start, nil), "a write after the failure")
+}
+
+// TestAWireThatFailsFailsEveryRequestQueuedOnItInOrder: with three
+// requests in flight, an answer the wire cannot read (another
+// correlation id) fails the first with that error and then the two behind
+// it, each callback once and in the order written, and the reader exits.
+func TestAWireThatFailsFailsEveryRequestQueuedOnItInOrder(t *testing.T) {
+	checkLeaks(t)
+	client, broker := net.Pipe()
+	defer broker.Close()
+	pr := &producer{stop: make(chan struct{})}
+	w := &wire{conn: client, addr: "pipe", readTimeout: time.Hour, writeTimeout: time.Hour, calls: make(chan wireCall, 4), quit: make(chan struct{})}
+	pr.wg.Add(1)
+	go w.read(pr)
+	// The broker reads the three requests whole.
+	requests := make(chan struct{}, 3)
+	go func() {
+		for {
+			var size [4]byte
+			if _, err := io.ReadFull(broker, size[:]); err != nil {
+				return
+			}
+			if _, err := io.ReadFull(broker, make([]byte, binary.BigEndian.Uint32(size[:]))); err != nil {
+				return
+			}
+			requests <- struct{}{}
+		}
+	}()
+	var mu sync.Mutex
+	var order []int
+	var errs []error
+	var start time.Time
+	for i := range 3 {
+		require.NoError(t, w.produce(func(b []byte) []byte { return append(b, "body"...) }, &start, func(resp *sarama.ProduceResponse, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			order = append(order, i)
+			errs = append(errs, err)
+		}))
+		<-requests
+	}
+	// An answer to correlation id 99 where 0 was asked.
+	answer := binary.BigEndian.AppendUint32(nil, 8)
+	answer = binary.BigEndian.AppendUint32(answer, 99)
+	answer = append(answer, 0, 0, 0, 0)
+	_, err := broker.Write(answer[:8])
+	require.NoError(t, err)
+	pr.wg.Wait() // the reader exits once the wire has failed
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []int{0, 1, 2}, order, "each callback once, in the order written")
+	var we *wireError
+	for i, err := range errs {
+		require.ErrorAs(t, err, &we, "request %d", i)
+	}
+	assert.Error(t, w.failure())
 }
