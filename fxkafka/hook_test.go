@@ -514,6 +514,7 @@ func TestHooksSeeEveryMessageOnceWhenCloseCutsHandOffsShort(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		closed <- pool.Close(ctx)
+		rec.poke() // the wait below looks again: Close may return after the last hook ran
 	}()
 	rec.waitUntil(t, "a message refused by the closing pool", func() bool {
 		return rec.endsOf(fxkafka.ClassClosed) > 0 || len(closed) > 0
