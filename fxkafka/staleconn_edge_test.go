@@ -102,16 +102,7 @@ func TestStaleATLSBrokerClosingGracefullyIsFound(t *testing.T) {
 		ln.dropAll()
 	}
 	lmu.Unlock()
-	ageConnections(p)
-	found := func() bool {
-		for _, tc := range before {
-			if !tc.peek.closedByPeer() {
-				return false
-			}
-		}
-		return true
-	}
-	waitFor(t, 5*time.Second, "the peek to find the TLS connections the broker closed (close_notify, then FIN)", found)
+	waitClosedByPeer(t, p, before) // close_notify, then FIN
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

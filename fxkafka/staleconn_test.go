@@ -84,6 +84,23 @@ func acceptedBy(lns []*droppingListener) func() []net.Conn {
 	}
 }
 
+// waitClosedByPeer waits until each of conns, p's, sees that the broker
+// closed it. The connections are aged on every look: a background request
+// (a metadata refresh) that meets the closed socket counts as I/O and makes
+// it look fresh again, and a fresh connection is never checked.
+func waitClosedByPeer(t *testing.T, p *ProducerPool, conns []*trackedConn) {
+	t.Helper()
+	waitFor(t, 5*time.Second, "the close to reach the pool's side", func() bool {
+		ageConnections(p)
+		for _, c := range conns {
+			if !c.peek.closedByPeer() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // ageConnections makes every connection of p's producers look idle for
 // longer than staleAfter, as after a quiet spell.
 func ageConnections(p *ProducerPool) {
@@ -133,18 +150,7 @@ func sendAfterTheBrokerDroppedIdleConnections(t *testing.T, retries int) {
 	for _, ln := range lns {
 		ln.dropAll()
 	}
-	waitFor(t, 5*time.Second, "the close to reach the pool's side", func() bool {
-		// Aged on every look: a background request (a metadata refresh)
-		// that meets the closed socket counts as I/O and makes it look
-		// fresh again, and a fresh connection is never checked.
-		ageConnections(p)
-		for _, c := range before {
-			if !c.peek.closedByPeer() {
-				return false
-			}
-		}
-		return true
-	})
+	waitClosedByPeer(t, p, before)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

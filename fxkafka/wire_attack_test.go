@@ -486,15 +486,7 @@ func TestAcksNoneAfterTheBrokerDroppedAnIdleConnectionGoesOnAFreshOne(t *testing
 		_ = tc.Close()
 	}
 	tl.mu.Unlock()
-	waitFor(t, 5*time.Second, "the close to reach the pool's side", func() bool {
-		ageConnections(p)
-		for _, c := range before {
-			if !c.peek.closedByPeer() {
-				return false
-			}
-		}
-		return true
-	})
+	waitClosedByPeer(t, p, before)
 	_, _, err = p.SendMessage(context.Background(), msg("after"))
 	require.NoError(t, err)
 	waitFor(t, 5*time.Second, "the second message to be stored", func() bool {
@@ -850,15 +842,7 @@ func TestAConnectionDialledToABrokersOldAddressIsNotKept(t *testing.T) {
 	})
 	x.trap.Store(true)
 	x.dropAll()
-	waitFor(t, 5*time.Second, "the close to reach the pool's side", func() bool {
-		ageConnections(p)
-		for _, c := range before {
-			if !c.peek.closedByPeer() {
-				return false
-			}
-		}
-		return true
-	})
+	waitClosedByPeer(t, p, before)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	sent := make(chan error, 2)
