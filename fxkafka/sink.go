@@ -82,8 +82,8 @@ type batch struct {
 	rb           *sarama.RecordBatch
 	encoded      []byte // non-nil iff rb carries records the pool encoded: that buffer, recycled once the broker stores them
 	set          *sarama.MessageSet
-	pidFixed     bool  // pid and epoch are fixed (ids): the batch was sent once
-	pid          int64 // with epoch, the producer id it is sent with once pidFixed (ids)
+	pidFixed     bool  // pid and epoch are fixed: the batch was written on a wire once
+	pid          int64 // the producer id a wire writes it with (-1: none)
 	epoch        int16
 	behind       []given // records of its lane given up on while it was in flight: they fail after its outcome
 }
@@ -624,11 +624,10 @@ func (s *sink) sendWire(batches []*batch) {
 }
 
 // openWire returns the sink's connection, dialling it if it has none. A
-// connection that failed is returned as it is, and refuses every write
-// (produce returns its error: nothing is written) until the answers of its
-// requests in flight are in and run closes it, as a sarama broker's does:
-// no request goes on a new connection while outcomes of the old one are
-// still being delivered.
+// connection that failed returns its error (nothing is written) until the
+// answers of its requests in flight are in and run closes it, as a sarama
+// broker's does: no request goes on a new connection while outcomes of the
+// old one are still being delivered.
 //
 // sinkFor may replace the broker (its address moved) while the dial is
 // under way, and finds no connection to mark for reconnecting: a
@@ -644,7 +643,7 @@ func (s *sink) openWire() (*wire, error) {
 		w, b := s.wire, s.broker
 		s.mu.Unlock()
 		if w != nil {
-			return w, nil
+			return w, w.failure()
 		}
 		w, err := s.pr.dialWire(b.Addr())
 		if err != nil {
@@ -692,17 +691,15 @@ func (b *batch) recordBatch(pr *producer) *sarama.RecordBatch {
 	if b.rb != nil {
 		return b.rb
 	}
-	first, latest := b.stamps()
-	pid, epoch, seq := b.ids(pr)
+	first := b.recs[0].ts
 	rb := &sarama.RecordBatch{
 		Version:          2,
 		Codec:            pr.set.codec,
 		CompressionLevel: pr.set.codecLevel,
 		FirstTimestamp:   first,
-		MaxTimestamp:     latest,
-		ProducerID:       pid,
-		ProducerEpoch:    epoch,
-		FirstSequence:    seq,
+		ProducerID:       -1,
+		ProducerEpoch:    -1,
+		FirstSequence:    -1,
 		IsTransactional:  pr.txnID != "",
 		LastOffsetDelta:  int32(len(b.recs) - 1),
 	}
@@ -717,6 +714,7 @@ func (b *batch) recordBatch(pr *producer) *sarama.RecordBatch {
 		rb.Records = make([]*sarama.Record, len(b.recs))
 		recs = make([]sarama.Record, len(b.recs))
 	}
+	rb.MaxTimestamp = first
 	for i, r := range b.recs {
 		delta := millisAfter(r.ts, first)
 		if own {
@@ -731,10 +729,17 @@ func (b *batch) recordBatch(pr *producer) *sarama.RecordBatch {
 			}
 			rb.Records[i] = &recs[i]
 		}
+		if r.ts.After(rb.MaxTimestamp) {
+			rb.MaxTimestamp = r.ts
+		}
 	}
 	if own {
 		encodedRecords.set(rb, buf, len(b.recs))
 		b.encoded = buf
+	}
+	if pr.idempotent {
+		l := pr.laneAt(b.lane)
+		rb.ProducerID, rb.ProducerEpoch, rb.FirstSequence = l.pid, l.epoch, b.seq
 	}
 	b.rb = rb
 	return rb

@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"io"
 	"net"
-	"slices"
 	"sync"
 	"time"
 
@@ -486,30 +485,46 @@ func (pr *producer) appendProduceBody(buf []byte, batches []*batch) []byte {
 	}
 	buf = binary.BigEndian.AppendUint16(buf, uint16(pr.set.acks))
 	buf = binary.BigEndian.AppendUint32(buf, uint32(int32(pr.set.ackTimeout/time.Millisecond)))
-	// Topics, each once, in the order their first batch comes, each with
-	// its partitions' batches.
-	var topics []string
-	for _, b := range batches {
-		if !slices.Contains(topics, b.ps.topic.name) {
-			topics = append(topics, b.ps.topic.name)
+	// Topics, each once, in the order their first batch comes.
+	topics := 0
+	for i := range batches {
+		if firstOfTopic(batches, i) {
+			topics++
 		}
 	}
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(topics)))
-	for _, name := range topics {
+	buf = binary.BigEndian.AppendUint32(buf, uint32(topics))
+	for i, b := range batches {
+		if !firstOfTopic(batches, i) {
+			continue
+		}
+		name := b.ps.topic.name
 		buf = appendString(buf, name)
-		countAt := len(buf)
-		buf = binary.BigEndian.AppendUint32(buf, 0) // the partition count, filled in below
 		n := 0
-		for _, b := range batches {
-			if b.ps.topic.name == name {
-				buf = binary.BigEndian.AppendUint32(buf, uint32(b.ps.id))
-				buf = b.appendWire(buf, pr)
+		for _, o := range batches[i:] {
+			if o.ps.topic.name == name {
 				n++
 			}
 		}
-		binary.BigEndian.PutUint32(buf[countAt:], uint32(n))
+		buf = binary.BigEndian.AppendUint32(buf, uint32(n))
+		for _, o := range batches[i:] {
+			if o.ps.topic.name == name {
+				buf = binary.BigEndian.AppendUint32(buf, uint32(o.ps.id))
+				buf = o.appendWire(buf, pr)
+			}
+		}
 	}
 	return buf
+}
+
+// firstOfTopic reports whether batches[i] is the first of its topic's.
+func firstOfTopic(batches []*batch, i int) bool {
+	name := batches[i].ps.topic.name
+	for _, b := range batches[:i] {
+		if b.ps.topic.name == name {
+			return false
+		}
+	}
+	return true
 }
 
 // Offsets in a record batch (magic 2) from its start.
@@ -524,11 +539,28 @@ const (
 // makes. The producer id, epoch and first timestamp are fixed on the first
 // attempt, so a retry sends the same batch.
 func (b *batch) appendWire(buf []byte, pr *producer) []byte {
-	pid, epoch, seq := b.ids(pr)
+	if !b.pidFixed {
+		b.pidFixed = true
+		b.pid, b.epoch = -1, -1
+		if pr.idempotent {
+			l := pr.laneAt(b.lane)
+			b.pid, b.epoch = l.pid, l.epoch
+		}
+	}
 	sizeAt := len(buf)
 	buf = binary.BigEndian.AppendUint32(buf, 0) // the batch's size, filled in below
 	start := len(buf)
-	first, maxTS := b.stamps()
+	first := b.recs[0].ts
+	maxTS := first
+	for _, r := range b.recs[1:] {
+		if r.ts.After(maxTS) {
+			maxTS = r.ts
+		}
+	}
+	seq := int32(-1)
+	if pr.idempotent {
+		seq = b.seq
+	}
 	attrs := uint16(0)
 	if pr.txnID != "" {
 		attrs |= 0x10 // transactional
@@ -542,8 +574,8 @@ func (b *batch) appendWire(buf []byte, pr *producer) []byte {
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(b.recs)-1))     // last offset delta
 	buf = binary.BigEndian.AppendUint64(buf, uint64(wireMillis(first))) // first timestamp
 	buf = binary.BigEndian.AppendUint64(buf, uint64(wireMillis(maxTS))) // max timestamp
-	buf = binary.BigEndian.AppendUint64(buf, uint64(pid))
-	buf = binary.BigEndian.AppendUint16(buf, uint16(epoch))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(b.pid))
+	buf = binary.BigEndian.AppendUint16(buf, uint16(b.epoch))
 	buf = binary.BigEndian.AppendUint32(buf, uint32(seq))
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(b.recs)))
 	for i, r := range b.recs {
@@ -553,32 +585,6 @@ func (b *batch) appendWire(buf []byte, pr *producer) []byte {
 	binary.BigEndian.PutUint32(buf[start+batchLengthAt:], uint32(len(buf)-start-12))
 	binary.BigEndian.PutUint32(buf[start+batchCRCAt:], crc32.Checksum(buf[start+batchAttrsAt:], crc32c))
 	return buf
-}
-
-// ids returns the producer id, epoch and first sequence b is sent with
-// (-1 each without idempotence): its lane's on its first attempt, the same
-// on every retry, whichever path writes it.
-func (b *batch) ids(pr *producer) (pid int64, epoch int16, seq int32) {
-	if !pr.idempotent {
-		return -1, -1, -1
-	}
-	if !b.pidFixed {
-		l := pr.laneAt(b.lane)
-		b.pid, b.epoch, b.pidFixed = l.pid, l.epoch, true
-	}
-	return b.pid, b.epoch, b.seq
-}
-
-// stamps returns the first record's timestamp and the latest of b's
-// records', the two a record batch carries.
-func (b *batch) stamps() (first, latest time.Time) {
-	first, latest = b.recs[0].ts, b.recs[0].ts
-	for _, r := range b.recs[1:] {
-		if r.ts.After(latest) {
-			latest = r.ts
-		}
-	}
-	return first, latest
 }
 
 // wireMillis is t as a record batch stores it, as sarama's encoder writes
